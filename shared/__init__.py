@@ -1,0 +1,1 @@
+"""The mesh's common library: settings, auth, JSON-RPC, clients, storage."""
