@@ -194,3 +194,12 @@ ERROR_TABLE: dict[type[MeshError], tuple[int, int]] = {
     )
 }
 """Each error class with its JSON-RPC code and HTTP status, for docs and tests."""
+
+
+class PayloadTooLarge(MeshError):
+    code = -32600
+    http_status = 413
+    default_message = "Request body too large"
+
+
+ERROR_TABLE[PayloadTooLarge] = (PayloadTooLarge.code, PayloadTooLarge.http_status)

@@ -1,0 +1,17 @@
+"""The verified caller of a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Claims of a token whose signature, issuer, audience and expiry held."""
+
+    subject: str
+    client_id: str
+    roles: frozenset[str]
+    jti: str | None
+    expires_at: int
+    username: str | None = None

@@ -1,0 +1,117 @@
+"""This service's own access token, from the client-credentials grant.
+
+The token is cached and renewed shortly before it expires; concurrent callers
+share one request. The client secret comes from the secret store; when the
+identity provider refuses it, the secret is read again once, so a rotated
+secret causes no outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from shared.errors import DependencyUnavailable
+from shared.logging import log_event
+from shared.secrets import SecretStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    value: str
+    renew_at: float
+
+
+class ServiceTokenProvider:
+    """Hands out a valid access token for this service's client."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        token_url: str,
+        client_id: str,
+        secret_id: str,
+        secrets: SecretStore,
+        renew_margin_seconds: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._token_url = token_url
+        self._client_id = client_id
+        self._secret_id = secret_id
+        self._secrets = secrets
+        self._margin = renew_margin_seconds
+        self._cached: _CachedToken | None = None
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        cached = self._cached
+        if cached and time.monotonic() < cached.renew_at:
+            return cached.value
+
+        async with self._lock:
+            if self._cached is not cached and self._cached is not None:
+                return self._cached.value
+            self._cached = await self._request()
+            return self._cached.value
+
+    def invalidate(self) -> None:
+        """Forget the cached token, e.g. after a receiver refused it."""
+        self._cached = None
+
+    async def _request(self) -> _CachedToken:
+        response = await self._post(await self._secrets.get(self._secret_id))
+        if response.status_code == 401:
+            self._secrets.refresh(self._secret_id)
+            response = await self._post(await self._secrets.get(self._secret_id))
+
+        if response.status_code != 200:
+            log_event(
+                logger,
+                "service_token.refused",
+                level=logging.ERROR,
+                client_id=self._client_id,
+                status=response.status_code,
+                error=_error_code(response),
+            )
+            raise DependencyUnavailable("identity-provider", "token request refused")
+
+        body = response.json()
+        lifetime = float(body.get("expires_in", 60))
+        # Renew early, but never so early that a short-lived token is useless.
+        margin = min(self._margin, lifetime / 2)
+        log_event(
+            logger, "service_token.issued", client_id=self._client_id, lifetime=lifetime
+        )
+        return _CachedToken(body["access_token"], time.monotonic() + lifetime - margin)
+
+    async def _post(self, secret: str) -> httpx.Response:
+        try:
+            return await self._http.post(
+                self._token_url,
+                data={"grant_type": "client_credentials"},
+                auth=(self._client_id, secret),
+            )
+        except httpx.HTTPError as exc:
+            log_event(
+                logger,
+                "service_token.unreachable",
+                level=logging.ERROR,
+                client_id=self._client_id,
+                error=type(exc).__name__,
+            )
+            raise DependencyUnavailable("identity-provider") from exc
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return None
+    return error if isinstance(error, str) else None

@@ -1,0 +1,110 @@
+"""Access-token verification: every rule comes from settings, none from the token.
+
+The header is read only to pick the key and to check the algorithm against
+the allow-list; claims are read only after the signature has been verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from shared.auth.jwks import JwksCache
+from shared.auth.principal import Principal
+from shared.errors import Unauthenticated
+
+_KEY_TYPE_OF_ALGORITHM = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+
+# Library exceptions mapped to the short, fixed reasons a caller may see.
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidAudienceError, "wrong_audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.MissingRequiredClaimError, "missing_claim"),
+    (jwt.InvalidSignatureError, "bad_signature"),
+)
+
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+
+
+class TokenVerifier:
+    """Turns a bearer token into a ``Principal`` or raises ``Unauthenticated``."""
+
+    def __init__(
+        self,
+        keys: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Iterable[str],
+        leeway_seconds: int = 30,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway_seconds
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("malformed_token") from None
+
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise Unauthenticated("algorithm_not_allowed")
+
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthenticated("unknown_key")
+
+        key = await self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated("unknown_key")
+        if key.key_type != _KEY_TYPE_OF_ALGORITHM[algorithm[:2]]:
+            raise Unauthenticated("algorithm_not_allowed")
+
+        claims = self._decode(token, key, algorithm)
+        return _principal(claims)
+
+    def _decode(self, token: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(_reason(exc)) from None
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    for error_type, reason in _REASONS:
+        if isinstance(exc, error_type):
+            return reason
+    return "invalid_token"
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    realm_access = claims.get("realm_access")
+    roles = realm_access.get("roles") if isinstance(realm_access, dict) else None
+    client_id = claims.get("azp") or claims.get("client_id")
+    if not isinstance(client_id, str):
+        raise Unauthenticated("missing_claim")
+
+    return Principal(
+        subject=str(claims["sub"]),
+        client_id=client_id,
+        roles=frozenset(r for r in roles or () if isinstance(r, str)),
+        jti=str(claims["jti"]) if claims.get("jti") else None,
+        expires_at=int(claims["exp"]),
+        username=claims.get("preferred_username"),
+    )

@@ -1,0 +1,103 @@
+"""Calls to another service's ``/a2a``, with this service's token on every call.
+
+Transport failures become ``DependencyUnavailable``; a JSON-RPC error from the
+other side comes back as ``RemoteError`` with its code and data intact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from shared.auth.service_token import ServiceTokenProvider
+from shared.errors import DependencyUnavailable, RemoteError, Unauthenticated
+from shared.logging import correlation_id, log_event
+
+logger = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+
+class AgentClient:
+    """A JSON-RPC client for one downstream service."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        http: httpx.AsyncClient,
+        tokens: ServiceTokenProvider,
+    ) -> None:
+        self.name = name
+        self._url = base_url.rstrip("/") + "/a2a"
+        self._http = http
+        self._tokens = tokens
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        """Call ``method``; a refused token is renewed and the call tried once more."""
+        try:
+            return await self._call_once(method, params)
+        except RemoteError as error:
+            if error.remote_code != Unauthenticated.code:
+                raise
+            self._tokens.invalidate()
+            return await self._call_once(method, params)
+
+    async def _call_once(self, method: str, params: dict[str, Any]) -> Any:
+        request_id = next(_ids)
+        request = {
+            "jsonrpc": "2.0",
+            "method": method,
+            "params": params,
+            "id": request_id,
+        }
+        headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
+        if cid := correlation_id.get():
+            headers["X-Correlation-ID"] = cid
+
+        started = time.perf_counter()
+        try:
+            response = await self._http.post(self._url, json=request, headers=headers)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log_event(
+                logger,
+                "call.failed",
+                level=logging.WARNING,
+                target=self.name,
+                method=method,
+                error=type(exc).__name__,
+            )
+            raise DependencyUnavailable(self.name) from exc
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+
+        log_event(
+            logger,
+            "call.done",
+            target=self.name,
+            method=method,
+            status=response.status_code,
+            duration_ms=duration_ms,
+        )
+        return _result(self.name, body)
+
+
+def _result(target: str, body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise DependencyUnavailable(target, f"{target} sent a malformed reply")
+    if "error" in body:
+        error = body["error"]
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            raise DependencyUnavailable(target, f"{target} sent a malformed error")
+        raise RemoteError(
+            error["code"], str(error.get("message", "")), error.get("data")
+        )
+    if "result" not in body:
+        raise DependencyUnavailable(target, f"{target} sent a malformed reply")
+    return body["result"]

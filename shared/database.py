@@ -1,0 +1,120 @@
+"""PostgreSQL through asyncpg over TLS, and the migrations that shape it.
+
+The connection always verifies the server's certificate against the configured
+CA bundle and the host name (libpq's ``verify-full``); there is no setting that
+weakens it. The password comes from the secret store and is read again once
+when the server refuses it, so a rotated password causes no outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+
+from shared.errors import DependencyUnavailable
+from shared.logging import log_event
+from shared.secrets import SecretStore
+from shared.settings import DatabaseSettings
+
+logger = logging.getLogger(__name__)
+
+# Any fixed number will do, as long as every service uses the same one.
+_MIGRATION_LOCK = 0x6132615F6D657368
+
+Pool = asyncpg.Pool
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_file`` and checks the host name."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
+    """A connection pool, with one retry after re-reading the password."""
+    try:
+        return await _connect(settings, secrets)
+    except asyncpg.InvalidPasswordError:
+        secrets.refresh(settings.db_password_secret_id)
+        return await _connect(settings, secrets)
+
+
+async def _connect(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
+    password = await secrets.get(settings.db_password_secret_id)
+    try:
+        pool = await asyncpg.create_pool(
+            host=settings.db_host,
+            port=settings.db_port,
+            user=settings.db_user,
+            database=settings.db_name,
+            password=password,
+            ssl=tls_context(settings.db_ca_file),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            timeout=settings.db_connect_timeout_seconds,
+        )
+    except asyncpg.InvalidPasswordError:
+        raise
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log_event(
+            logger,
+            "database.connect_failed",
+            level=logging.ERROR,
+            host=settings.db_host,
+            port=settings.db_port,
+            error=type(exc).__name__,
+        )
+        raise DependencyUnavailable("database") from exc
+
+    log_event(
+        logger, "database.connected", host=settings.db_host, port=settings.db_port
+    )
+    return pool
+
+
+async def apply_migrations(pool: Pool) -> list[str]:
+    """Apply the SQL files not yet applied, in order, under an advisory lock."""
+    applied: list[str] = []
+    async with pool.acquire() as connection:
+        await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {
+                row["version"]
+                for row in await connection.fetch(
+                    "SELECT version FROM schema_migrations"
+                )
+            }
+            for version, sql in _migrations():
+                if version in done:
+                    continue
+                async with connection.transaction():
+                    await connection.execute(sql)
+                    await connection.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version
+                    )
+                applied.append(version)
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+    if applied:
+        log_event(logger, "database.migrated", versions=applied)
+    return applied
+
+
+def _migrations() -> list[tuple[str, str]]:
+    folder = resources.files("shared.migrations")
+    files = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
+        key=lambda entry: entry.name,
+    )
+    return [(entry.name.removesuffix(".sql"), entry.read_text()) for entry in files]

@@ -1,0 +1,183 @@
+"""JSON-RPC 2.0 in fixed stages: parse → envelope → method → role → params → handler.
+
+Each stage fails with its own code. Anything unexpected becomes -32603 with a
+generic message for the caller and the detail in an ERROR log line. Services
+only write handlers; this module owns the plumbing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.auth.policy import Policy
+from shared.auth.principal import Principal
+from shared.errors import (
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MeshError,
+    MethodNotFound,
+    ParseError,
+)
+from shared.logging import jti_prefix, log_event
+
+logger = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=BaseModel)
+
+RequestId = str | int | None
+
+
+class Params(BaseModel):
+    """Base of every method's parameters: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler knows about the request besides its parameters."""
+
+    principal: Principal
+    correlation_id: str | None
+
+
+Handler = Callable[[P, Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method(Generic[P]):
+    """A method a service offers: its name, parameter schema and handler."""
+
+    name: str
+    params: type[P]
+    handler: Handler[P]
+    description: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP status and JSON body, or no body for a notification."""
+
+    status: int
+    body: dict[str, Any] | None
+
+
+def error_reply(error: MeshError, request_id: RequestId = None) -> Reply:
+    body = {"jsonrpc": "2.0", "error": error.to_jsonrpc(), "id": request_id}
+    return Reply(error.http_status, body)
+
+
+class Dispatcher:
+    """Routes JSON-RPC requests to a table of methods under a role policy."""
+
+    def __init__(self, methods: Sequence[Method[Any]], policy: Policy) -> None:
+        self._methods = {method.name: method for method in methods}
+        self._policy = policy
+
+    @property
+    def methods(self) -> list[Method[Any]]:
+        return list(self._methods.values())
+
+    async def dispatch(self, body: bytes, call: Call) -> Reply:
+        try:
+            request = _parse(body)
+            request_id = _envelope(request)
+        except MeshError as error:
+            return error_reply(error)
+
+        try:
+            result = await self._run(request, call)
+        except MeshError as error:
+            return error_reply(error, request_id)
+
+        if "id" not in request:
+            return Reply(204, None)
+        return Reply(200, {"jsonrpc": "2.0", "result": result, "id": request_id})
+
+    async def _run(self, request: dict[str, Any], call: Call) -> Any:
+        method = self._methods.get(request["method"])
+        if method is None:
+            raise MethodNotFound(f"Method '{request['method']}' not found")
+
+        if not self._policy.allows(call.principal.roles, method.name):
+            log_event(
+                logger,
+                "rpc.forbidden",
+                level=logging.WARNING,
+                method=method.name,
+                client_id=call.principal.client_id,
+                jti=jti_prefix(call.principal.jti),
+            )
+            raise Forbidden("missing_role", f"Not allowed to call '{method.name}'")
+
+        params = _params(method, request.get("params"))
+        log_event(
+            logger,
+            "rpc.call",
+            method=method.name,
+            client_id=call.principal.client_id,
+            jti=jti_prefix(call.principal.jti),
+        )
+        try:
+            return await method.handler(params, call)
+        except MeshError:
+            raise
+        except Exception:
+            log_event(
+                logger,
+                "rpc.internal_error",
+                level=logging.ERROR,
+                exc_info=True,
+                method=method.name,
+            )
+            raise InternalError() from None
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ParseError() from None
+
+
+def _envelope(request: Any) -> RequestId:
+    if isinstance(request, list):
+        raise InvalidRequest("Batch requests are not supported")
+    if not isinstance(request, dict):
+        raise InvalidRequest("A request must be a JSON object")
+
+    request_id = request.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
+        raise InvalidRequest("'id' must be a string, a number or null")
+    if request.get("jsonrpc") != "2.0":
+        raise InvalidRequest("'jsonrpc' must be \"2.0\"")
+    if not isinstance(request.get("method"), str):
+        raise InvalidRequest("'method' must be a string")
+    if "params" in request and not isinstance(request["params"], dict | None):
+        raise InvalidRequest("'params' must be an object")
+    return request_id
+
+
+def _params(method: Method[P], raw: dict[str, Any] | None) -> P:
+    try:
+        return method.params.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidParams(data={"errors": problems}) from None

@@ -1,0 +1,1 @@
+"""Ordered SQL migrations, applied at start-up by ``shared.database``."""

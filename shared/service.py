@@ -1,0 +1,208 @@
+"""The app every service is: health, readiness, agent card and ``/a2a``.
+
+A service supplies a ``build`` coroutine that, given the ``Runtime``, returns
+its methods, readiness checks and any state its own routes need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
+from shared.auth.principal import Principal
+from shared.errors import MeshError, PayloadTooLarge
+from shared.jsonrpc import Call, Dispatcher, Method, error_reply
+from shared.logging import correlation_id, log_event
+from shared.runtime import Runtime, open_runtime
+from shared.secrets import SecretStore
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+Check = Callable[[], Awaitable[object]]
+
+_READY_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass
+class ServiceParts:
+    """What a service adds to the common app once its runtime is up."""
+
+    methods: Sequence[Method[Any]]
+    checks: Mapping[str, Check] = field(default_factory=dict)
+    state: object = None
+
+
+Build = Callable[[Runtime, AsyncExitStack], Awaitable[ServiceParts]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    description: str,
+    build: Build,
+    secrets: SecretStore | None = None,
+    protected: Sequence[str] = ("/a2a",),
+) -> FastAPI:
+    """The FastAPI app of one service, with its lifespan and common routes."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            runtime = await stack.enter_async_context(open_runtime(settings, secrets))
+            parts = await build(runtime, stack)
+            app.state.runtime = runtime
+            app.state.dispatcher = Dispatcher(parts.methods, runtime.policy)
+            app.state.checks = {
+                "identity-provider": _keys_check(runtime),
+                **parts.checks,
+            }
+            app.state.service = parts.state
+            log_event(logger, "service.started", port=settings.port)
+            yield
+        log_event(logger, "service.stopped")
+
+    app = FastAPI(
+        title=f"a2a-mesh {settings.service_name}",
+        description=description,
+        version=settings.version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(AuthMiddleware, protected=protected)
+    app.add_middleware(CorrelationMiddleware)
+    _add_common_routes(app, settings, description)
+    return app
+
+
+def principal_of(request: Request) -> Principal:
+    """The verified caller; the auth middleware put it there."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("route is not behind the auth middleware")
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
+
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def mesh_error_response(error: MeshError) -> JSONResponse:
+    reply = error_reply(error)
+    return JSONResponse(reply.body, status_code=reply.status)
+
+
+def _add_common_routes(
+    app: FastAPI, settings: ServiceSettings, description: str
+) -> None:
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        checks: Mapping[str, Check] = request.app.state.checks
+        results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        is_ready = all(result == "ok" for result in results)
+        return JSONResponse(
+            {"status": "ready" if is_ready else "not_ready", "checks": report},
+            status_code=200 if is_ready else 503,
+        )
+
+    @app.get("/.well-known/agent-card.json", include_in_schema=False)
+    async def agent_card(request: Request) -> dict[str, Any]:
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        return _agent_card(settings, description, dispatcher.methods)
+
+    @app.post("/a2a", include_in_schema=False)
+    async def a2a(request: Request) -> Response:
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except MeshError as error:
+            return mesh_error_response(error)
+
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        call = Call(
+            principal=principal_of(request), correlation_id=correlation_id.get()
+        )
+        reply = await dispatcher.dispatch(body, call)
+        if reply.body is None:
+            return Response(status_code=reply.status)
+        return JSONResponse(reply.body, status_code=reply.status)
+
+
+async def _run_check(check: Check) -> str:
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT_SECONDS):
+            await check()
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _keys_check(runtime: Runtime) -> Check:
+    async def check() -> None:
+        if not runtime.keys.loaded:
+            await runtime.keys.refresh(reason="readiness")
+        if not runtime.keys.loaded:
+            raise ConnectionError("no signing keys")
+
+    return check
+
+
+def _agent_card(
+    settings: ServiceSettings, description: str, methods: Sequence[Method[Any]]
+) -> dict[str, Any]:
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    return {
+        "name": f"a2a-mesh-{settings.service_name}",
+        "description": description,
+        "version": settings.version,
+        "url": f"{url.rstrip('/')}/a2a",
+        "preferredTransport": "JSONRPC",
+        "skills": [
+            {
+                "id": method.name,
+                "name": method.name.replace("_", " "),
+                "description": method.description,
+                "inputSchema": method.params.model_json_schema(),
+            }
+            for method in methods
+        ],
+        "securitySchemes": {
+            "keycloak": {
+                "type": "oauth2",
+                "flows": {
+                    "clientCredentials": {
+                        "tokenUrl": settings.token_endpoint,
+                        "scopes": {},
+                    }
+                },
+            }
+        },
+        "security": [{"keycloak": []}],
+    }

@@ -1,0 +1,110 @@
+"""Typed settings, read from ``MESH_*`` environment variables at start-up.
+
+Each service composes the pieces it needs (``ServiceSettings`` plus
+``DatabaseSettings`` and/or ``StorageSettings``) and passes the result to its
+``create_app(settings)``; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CONFIG = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: where it listens and how it trusts callers."""
+
+    model_config = _CONFIG
+
+    service_name: str
+    version: str = "0.1.0"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = None
+    """The base URL callers use; advertised in the agent card."""
+    development: bool = False
+    log_level: str = "INFO"
+
+    issuer: str
+    """The realm URL, e.g. ``https://idp.example/realms/a2a-mesh``."""
+    jwks_url: str | None = None
+    audience: str | None = None
+    """The audience this service accepts; defaults to its client id."""
+    allowed_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    leeway_seconds: int = Field(30, ge=0, le=300)
+    jwks_refresh_interval_seconds: float = Field(10.0, ge=0)
+    jwks_max_age_seconds: float = Field(3600.0, gt=0)
+    policy_file: Path | None = None
+
+    client_id: str | None = None
+    """This service's own client at the identity provider; defaults to its name."""
+    client_secret_id: str | None = None
+    """Secrets Manager id of the client secret."""
+    token_renew_margin_seconds: float = Field(30.0, ge=0)
+
+    aws_region: str = "eu-west-3"
+    aws_endpoint_url: str | None = None
+    aws_ca_bundle: str | None = None
+    secrets_ttl_seconds: float = Field(300.0, ge=0)
+
+    ca_file: str | None = None
+    """CA bundle for HTTPS to the identity provider and other services."""
+
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    http_timeout_seconds: float = Field(30.0, gt=0)
+
+    @property
+    def realm_url(self) -> str:
+        return self.issuer.rstrip("/")
+
+    @property
+    def jwks_endpoint(self) -> str:
+        return self.jwks_url or f"{self.realm_url}/protocol/openid-connect/certs"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.realm_url}/protocol/openid-connect/token"
+
+    @property
+    def own_client_id(self) -> str:
+        return self.client_id or self.service_name
+
+    @property
+    def accepted_audience(self) -> str:
+        return self.audience or self.own_client_id
+
+    @property
+    def own_secret_id(self) -> str:
+        return self.client_secret_id or f"a2a-mesh/clients/{self.own_client_id}"
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL over TLS with the server certificate and host name verified."""
+
+    model_config = _CONFIG
+
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(5432, ge=1, le=65535)
+    db_name: str = "mesh"
+    db_user: str = "mesh"
+    db_password_secret_id: str = "a2a-mesh/db-password"  # noqa: S105 (an id)
+    db_ca_file: Path
+    """CA bundle that signs the server certificate (the RDS bundle on AWS)."""
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_connect_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class StorageSettings(BaseSettings):
+    """The S3 bucket holding documents."""
+
+    model_config = _CONFIG
+
+    s3_bucket: str = "a2a-mesh-documents"
+    s3_sse: str = "AES256"
+    """Server-side encryption requested on every put: ``AES256`` or ``aws:kms``."""
+    s3_kms_key_id: str | None = None

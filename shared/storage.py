@@ -1,0 +1,108 @@
+"""Documents in S3 through boto3, each call in a worker thread.
+
+Every put requests server-side encryption. Errors are translated here, once:
+a missing object is ``DocumentNotFound``, anything else from S3 or the network
+is ``DependencyUnavailable("s3")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import DependencyUnavailable, DocumentNotFound
+from shared.logging import log_event
+from shared.secrets import AwsEndpoint
+from shared.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    data: bytes
+    content_type: str | None
+
+
+class DocumentStorage:
+    """Reads and writes document objects in one bucket."""
+
+    def __init__(self, endpoint: AwsEndpoint, settings: StorageSettings) -> None:
+        self._s3: S3Client = endpoint.client("s3")
+        self._bucket = settings.s3_bucket
+        self._encryption: dict[str, Any] = {"ServerSideEncryption": settings.s3_sse}
+        if settings.s3_kms_key_id:
+            self._encryption["SSEKMSKeyId"] = settings.s3_kms_key_id
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self._run(
+            "put",
+            key,
+            lambda: self._s3.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                **self._encryption,
+            ),
+        )
+        log_event(logger, "s3.put", key=key, size=len(data))
+
+    async def get(self, key: str, *, max_bytes: int) -> StoredObject:
+        """The object at ``key``; ``DocumentRejected`` is the caller's to raise."""
+
+        def read() -> StoredObject:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
+            body = response["Body"]
+            try:
+                data = body.read(max_bytes + 1)
+            finally:
+                body.close()
+            return StoredObject(key, data, response.get("ContentType"))
+
+        return await self._run("get", key, read)
+
+    async def check(self) -> None:
+        """Raise unless the bucket answers; for readiness."""
+        await self._run(
+            "head_bucket", "", lambda: self._s3.head_bucket(Bucket=self._bucket)
+        )
+
+    async def _run(self, operation: str, key: str, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING and key:
+                raise DocumentNotFound(key) from exc
+            log_event(
+                logger,
+                "s3.failed",
+                level=logging.ERROR,
+                operation=operation,
+                key=key,
+                code=code,
+            )
+            raise DependencyUnavailable("s3") from exc
+        except BotoCoreError as exc:
+            log_event(
+                logger,
+                "s3.unreachable",
+                level=logging.ERROR,
+                operation=operation,
+                error=type(exc).__name__,
+            )
+            raise DependencyUnavailable("s3") from exc
