@@ -34,7 +34,8 @@ class AgentClient:
         tokens: ServiceTokenProvider,
     ) -> None:
         self.name = name
-        self._url = base_url.rstrip("/") + "/a2a"
+        self.base_url = base_url.rstrip("/")
+        self._url = f"{self.base_url}/a2a"
         self._http = http
         self._tokens = tokens
 

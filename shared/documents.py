@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 DocumentFormat = Literal["pdf", "csv", "tsv", "text"]
 DocumentType = Literal["invoice", "contract", "report", "table", "document"]
@@ -79,3 +79,19 @@ class Validation(_Model):
     score: int = Field(ge=0, le=100)
     passed: bool
     rules: list[RuleResult]
+
+
+def _check_s3_key(key: str) -> str:
+    if key.startswith("/") or "\\" in key:
+        raise ValueError("must be a relative key without backslashes")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError("must not contain empty, '.' or '..' segments")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ValueError("must not contain control characters")
+    return key
+
+
+S3Key = Annotated[
+    str, Field(min_length=1, max_length=1024), AfterValidator(_check_s3_key)
+]
+"""An object key the mesh accepts: relative, no ``..``, at most 1024 characters."""

@@ -112,15 +112,24 @@ class TokenRevoked(AuthError):
 
 
 class DocumentNotFound(MeshError):
+    """No object at an S3 key, or no archived document with an id."""
+
     code = -32010
     default_message = "Document not found"
 
-    def __init__(self, s3_key: str) -> None:
-        super().__init__(
-            f"No document at '{s3_key}'",
-            data={"reason": "missing_object", "s3_key": s3_key},
-        )
+    def __init__(self, s3_key: str | None = None, *, document_id: str | None = None):
+        if document_id is not None:
+            message = f"No archived document '{document_id}'"
+            data: dict[str, str | None] = {
+                "reason": "missing_document",
+                "document_id": document_id,
+            }
+        else:
+            message = f"No document at '{s3_key}'"
+            data = {"reason": "missing_object", "s3_key": s3_key}
+        super().__init__(message, data=data)
         self.s3_key = s3_key
+        self.document_id = document_id
 
 
 class DocumentRejected(MeshError):

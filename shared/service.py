@@ -108,9 +108,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def mesh_error_response(error: MeshError) -> JSONResponse:
+def mesh_error_response(error: MeshError, status: int | None = None) -> JSONResponse:
     reply = error_reply(error)
-    return JSONResponse(reply.body, status_code=reply.status)
+    return JSONResponse(reply.body, status_code=status or reply.status)
 
 
 def _add_common_routes(

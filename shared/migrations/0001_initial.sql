@@ -5,6 +5,7 @@ CREATE TABLE tasks (
     status        text NOT NULL DEFAULT 'pending'
                   CHECK (status IN ('pending', 'extracting', 'validating',
                                     'archiving', 'completed', 'failed')),
+    stage         text,
     reason        text,
     reason_code   text,
     document_id   uuid,

@@ -1,0 +1,1 @@
+"""The archivist: documents, results and the processing log in PostgreSQL."""

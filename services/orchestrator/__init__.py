@@ -1,0 +1,1 @@
+"""The orchestrator: accepts documents and runs extractor → validator → archivist."""

@@ -1,0 +1,125 @@
+"""The tasks table: the state of every accepted document, in PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from shared.database import Pool
+
+Status = Literal[
+    "pending", "extracting", "validating", "archiving", "completed", "failed"
+]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed"})
+
+_COLUMNS = (
+    "id, s3_key, status, stage, reason, reason_code, document_id, result, timings,"
+    " attempts, submitted_by, correlation_id, created_at, updated_at, started_at,"
+    " finished_at"
+)
+
+
+class TaskRepository:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, s3_key: str, *, submitted_by: str, correlation_id: str | None
+    ) -> uuid.UUID:
+        task_id = uuid.uuid4()
+        await self._pool.execute(
+            "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id)"
+            " VALUES ($1, $2, $3, $4)",
+            task_id,
+            s3_key,
+            submitted_by,
+            correlation_id,
+        )
+        return task_id
+
+    async def enter(self, task_id: uuid.UUID, status: Status) -> None:
+        """Move a running task to its next stage."""
+        await self._pool.execute(
+            "UPDATE tasks SET status = $2, stage = $2, updated_at = now(),"
+            " started_at = coalesce(started_at, now()),"
+            " attempts = attempts + (CASE WHEN $2 = 'extracting' THEN 1 ELSE 0 END)"
+            " WHERE id = $1",
+            task_id,
+            status,
+        )
+
+    async def complete(
+        self,
+        task_id: uuid.UUID,
+        *,
+        document_id: uuid.UUID,
+        result: dict[str, Any],
+        timings: dict[str, float],
+    ) -> None:
+        await self._pool.execute(
+            "UPDATE tasks SET status = 'completed', document_id = $2, result = $3,"
+            " timings = $4, reason = NULL, reason_code = NULL,"
+            " updated_at = now(), finished_at = now() WHERE id = $1",
+            task_id,
+            document_id,
+            json.dumps(result),
+            json.dumps(timings),
+        )
+
+    async def fail(
+        self,
+        task_id: uuid.UUID,
+        *,
+        reason_code: str,
+        reason: str,
+        timings: dict[str, float],
+    ) -> None:
+        await self._pool.execute(
+            "UPDATE tasks SET status = 'failed', reason_code = $2, reason = $3,"
+            " timings = $4, updated_at = now(), finished_at = now() WHERE id = $1",
+            task_id,
+            reason_code,
+            reason,
+            json.dumps(timings),
+        )
+
+    async def get(self, task_id: uuid.UUID) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM tasks WHERE id = $1",  # noqa: S608
+            task_id,
+        )
+        return None if row is None else _task(row)
+
+    async def unfinished(self, limit: int) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
+            " WHERE status NOT IN ('completed', 'failed')"
+            " ORDER BY created_at, id LIMIT $1",
+            limit,
+        )
+        return [_task(row) for row in rows]
+
+
+def _task(row: Any) -> dict[str, Any]:
+    def when(column: str) -> str | None:
+        value = row[column]
+        return value.isoformat() if value is not None else None
+
+    return {
+        "task_id": str(row["id"]),
+        "s3_key": row["s3_key"],
+        "status": row["status"],
+        "stage": row["stage"],
+        "reason": row["reason"],
+        "reason_code": row["reason_code"],
+        "document_id": str(row["document_id"]) if row["document_id"] else None,
+        "result": json.loads(row["result"]) if row["result"] else None,
+        "timings": json.loads(row["timings"]),
+        "attempts": row["attempts"],
+        "submitted_by": row["submitted_by"],
+        "created_at": when("created_at"),
+        "updated_at": when("updated_at"),
+        "started_at": when("started_at"),
+        "finished_at": when("finished_at"),
+    }

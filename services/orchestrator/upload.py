@@ -1,0 +1,59 @@
+"""``POST /documents``: a multipart upload stored in S3 that starts a task."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from starlette.datastructures import UploadFile
+
+from shared.errors import DocumentRejected, InvalidParams
+
+# Extension → content type the upload is stored with. Anything else is refused
+# before it reaches S3, so the extractor only sees formats it reads.
+ACCEPTED_TYPES = {
+    ".pdf": "application/pdf",
+    ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".tab": "text/tab-separated-values",
+    ".txt": "text/plain",
+}
+_DECLARED_OK = {
+    "application/pdf",
+    "text/csv",
+    "text/tab-separated-values",
+    "text/plain",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+    "",
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def object_key(prefix: str, file_name: str) -> str:
+    """A fresh key under ``prefix``: date folders, a unique id, a safe name."""
+    safe = _UNSAFE.sub("_", PurePosixPath(file_name).name).strip("._") or "document"
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
+    return f"{prefix.rstrip('/')}/{day}/{uuid.uuid4().hex}-{safe[:120]}"
+
+
+def content_type_of(upload: UploadFile) -> str:
+    """The stored content type; refuses names and types the mesh cannot read."""
+    name = upload.filename or ""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in ACCEPTED_TYPES:
+        raise DocumentRejected(
+            "unsupported_type",
+            f"Unsupported file type '{suffix or name}': "
+            f"send one of {', '.join(sorted(ACCEPTED_TYPES))}",
+        )
+
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    if declared not in _DECLARED_OK:
+        raise InvalidParams(
+            f"Content type '{declared}' does not match a {suffix} file",
+            data={"field": "file"},
+        )
+    return ACCEPTED_TYPES[suffix]

@@ -1,0 +1,29 @@
+"""Running one service as a process: settings from the environment, uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.logging import configure_logging
+from shared.settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
+    """Read settings, configure logging and serve until SIGTERM or SIGINT."""
+    settings = settings_type()
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )
