@@ -1,0 +1,1 @@
+"""The mesh's services: orchestrator, extractor, validator, archivist."""

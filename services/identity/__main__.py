@@ -1,0 +1,29 @@
+"""Run the identity stand-in: ``python -m services.identity``."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.identity.app import create_app
+from services.identity.settings import IdentitySettings
+from shared.logging import configure_logging
+
+
+def main() -> None:
+    """Serve the stand-in on the host and port of ``IdentitySettings``."""
+    settings = IdentitySettings()
+    configure_logging("identity", settings.log_level)
+
+    # log_config=None keeps uvicorn from replacing our JSON logging.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The validator: scores extracted documents against rules for their type."""
