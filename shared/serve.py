@@ -26,4 +26,6 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=20,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
     )

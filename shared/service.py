@@ -177,7 +177,8 @@ def _keys_check(runtime: Runtime) -> Check:
 def _agent_card(
     settings: ServiceSettings, description: str, methods: Sequence[Method[Any]]
 ) -> dict[str, Any]:
-    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    scheme = "https" if settings.tls_certfile else "http"
+    url = settings.public_url or f"{scheme}://{settings.host}:{settings.port}"
     return {
         "name": f"a2a-mesh-{settings.service_name}",
         "description": description,

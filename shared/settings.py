@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     aws_ca_bundle: str | None = None
     secrets_ttl_seconds: float = Field(300.0, ge=0)
 
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    """Serve HTTPS when both are set."""
     ca_file: str | None = None
     """CA bundle for HTTPS to the identity provider and other services."""
 

@@ -1,0 +1,181 @@
+"""``a2a-mesh``: run the whole mesh locally, without Docker.
+
+a2a-mesh demo [PATH ...] [--json]   start the mesh, process documents, stop
+a2a-mesh up                          run the mesh until Ctrl-C
+a2a-mesh certs [OUT_DIR]             make the development CA and certificates
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from certs.authority import main as certs_main
+from services.launcher import demo
+from services.launcher.caller import MeshCaller
+from services.launcher.errors import LauncherError
+from services.launcher.mesh import LocalMesh
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "certs":
+        return certs_main([str(args.out_dir)])
+
+    # SIGTERM ends the run like Ctrl-C does: every process started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.command == "demo":
+            return _demo(args.paths, as_json=args.json)
+        return _up()
+    except LauncherError as exc:
+        print(f"a2a-mesh: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"a2a-mesh: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("a2a-mesh: stopped", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="a2a-mesh", description="Run the secure document agent mesh locally."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_demo = commands.add_parser(
+        "demo", help="start the mesh, process documents, print the outcomes, stop"
+    )
+    run_demo.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="files or folders to process (default: the bundled samples)",
+    )
+    run_demo.add_argument("--json", action="store_true", help="print JSON")
+
+    commands.add_parser("up", help="run the mesh in the foreground until Ctrl-C")
+
+    make_certs = commands.add_parser("certs", help="make the development CA and certs")
+    make_certs.add_argument("out_dir", nargs="?", type=Path, default=Path("certs/out"))
+    return parser
+
+
+def _demo(paths: Sequence[Path], *, as_json: bool) -> int:
+    files = demo.collect(paths)
+    if not files:
+        print("a2a-mesh: no documents found", file=sys.stderr)
+        return 2
+
+    _status(f"starting the mesh for {len(files)} document(s)…", quiet=as_json)
+    with LocalMesh() as mesh:
+        _status("mesh is up; processing", quiet=as_json)
+        started = time.perf_counter()
+        outcomes = asyncio.run(_process(mesh, files))
+        totals = demo.summary(outcomes, time.perf_counter() - started)
+
+    if as_json:
+        demo.print_json(outcomes, totals, sys.stdout)
+    else:
+        demo.print_table(outcomes, totals, sys.stdout)
+    lost = sum(1 for o in outcomes if o.status not in ("completed", "failed"))
+    return 1 if lost else 0
+
+
+async def _process(mesh: LocalMesh, files: Sequence[Path]) -> list[demo.Outcome]:
+    async with _caller(mesh, demo.DEMO_CLIENT) as caller:
+        return await demo.process_all(caller, files)
+
+
+def _caller(mesh: LocalMesh, client_id: str) -> MeshCaller:
+    return MeshCaller(
+        mesh.url("orchestrator"),
+        token_url=mesh.addresses.token_url,
+        client_id=client_id,
+        client_secret=mesh.client_secrets[client_id],
+        ca_file=mesh.ca_file,
+    )
+
+
+def _up() -> int:
+    print("starting the mesh…", file=sys.stderr)
+    with LocalMesh() as mesh:
+        credentials = _write_credentials(mesh)
+        print(_how_to_call(mesh, credentials))
+        while all(p.running() for p in mesh.processes.values()):
+            time.sleep(0.5)
+        stopped = [name for name, p in mesh.processes.items() if not p.running()]
+        print(f"a2a-mesh: {', '.join(stopped)} stopped; shutting down", file=sys.stderr)
+        for name in stopped:
+            print(mesh.processes[name].log_tail(), file=sys.stderr)
+    return 1
+
+
+def _write_credentials(mesh: LocalMesh) -> Path:
+    """The caller clients' secrets, in a file only this user can read."""
+    path = mesh.work_dir / "credentials.env"
+    callers = ("document-processor", "viewer", "lambda-trigger", "mesh-admin")
+    lines = [
+        f"{client.upper().replace('-', '_')}_SECRET={mesh.client_secrets[client]}"
+        for client in callers
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return path
+
+
+def _how_to_call(mesh: LocalMesh, credentials: Path) -> str:
+    return _HOW_TO_CALL.format(
+        orchestrator=mesh.url("orchestrator"),
+        token_url=mesh.addresses.token_url,
+        ca=mesh.ca_file,
+        credentials=credentials,
+        logs=mesh.log_dir,
+    )
+
+
+_HOW_TO_CALL = """The mesh is running. Press Ctrl-C to stop it.
+
+  orchestrator    {orchestrator}
+  token endpoint  {token_url}
+  CA certificate  {ca}
+  client secrets  {credentials}
+  logs            {logs}
+
+Get a token, upload a document, ask for its task:
+
+  export CA={ca} IDP={token_url} MESH={orchestrator}
+  . {credentials}
+  TOKEN=$(curl -s --cacert $CA -d grant_type=client_credentials \\
+      -u "document-processor:$DOCUMENT_PROCESSOR_SECRET" $IDP \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" \\
+      -F file=@services/launcher/samples/sample_invoice.pdf $MESH/documents
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" $MESH/a2a -d \\
+      '{{"jsonrpc": "2.0", "id": 1, "method": "get_task_status",
+        "params": {{"task_id": "<task_id from the upload>"}}}}'
+"""
+
+
+def _status(message: str, *, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The whole mesh as local processes: PostgreSQL with TLS, the S3 and Secrets
+Manager endpoint, the identity provider and the four services.
+
+Every process gets a free port on 127.0.0.1 and HTTPS with a certificate from
+a throwaway development CA. ``LocalMesh`` stops everything it started, in
+reverse order, also when starting fails half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from certs.authority import DevCertificates, ensure_dev_certs
+from services.identity.realm import load_realm
+from services.launcher.aws import LOCAL_AWS_ENV, aws_process, seed
+from services.launcher.errors import StartupFailed
+from services.launcher.ports import free_port
+from services.launcher.postgres import PostgresCluster, find_postgres_bin
+from services.launcher.processes import ManagedProcess, python_module
+from shared.secrets import AwsEndpoint
+
+REALM = "a2a-mesh"
+BUCKET = "a2a-mesh-documents"
+REGION = "eu-west-3"
+DB_NAME = "mesh"
+DB_USER = "mesh"
+DB_PASSWORD_SECRET = "a2a-mesh/db-password"  # noqa: S105 (a secret's id)
+CLIENT_SECRET_PREFIX = "a2a-mesh/clients/"  # noqa: S105 (a prefix of ids)
+AGENTS = ("extractor", "validator", "archivist")
+SERVICES = ("identity", *AGENTS, "orchestrator")
+_START_TIMEOUT = 60.0
+
+EnvBuilder = Callable[[str, int], dict[str, str]]
+
+
+@dataclass
+class MeshAddresses:
+    """Where the running mesh answers; filled in as it starts."""
+
+    ca_file: Path
+    urls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def orchestrator(self) -> str:
+        return self.urls["orchestrator"]
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.urls['identity']}/realms/{REALM}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+
+class LocalMesh:
+    """Starts and stops the mesh; use as a context manager."""
+
+    def __init__(
+        self, work_dir: Path | None = None, *, log_level: str = "INFO"
+    ) -> None:
+        self._own_dir = work_dir is None
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
+        self.log_dir = self.work_dir / "logs"
+        self._log_level = log_level
+        self.client_secrets: dict[str, str] = {}
+        self.processes: dict[str, ManagedProcess] = {}
+        self.database: PostgresCluster | None = None
+        self.certs_dir = self.work_dir / "certs"
+        self.addresses = MeshAddresses(ca_file=self.certs_dir / "ca.pem")
+        self.aws = AwsEndpoint(REGION, None, str(self.addresses.ca_file))
+        self._db_address = ("127.0.0.1", 0)
+        self._db_password = secrets.token_urlsafe(24)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        bin_dir = find_postgres_bin()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        certs = ensure_dev_certs(self.certs_dir, SERVICES)
+
+        self._start_database(certs, bin_dir)
+        self._start_aws(certs)
+        self._start_service("identity", "services.identity", self._identity_env)
+        for name in (*AGENTS, "orchestrator"):
+            self._start_service(name, f"services.{name}", self._service_env)
+
+    def _start_database(self, certs: DevCertificates, bin_dir: Path) -> None:
+        database = PostgresCluster(
+            certs.server("postgres"), certs.ca.cert_path, bin_dir=bin_dir
+        )
+        self.database = database
+        database.start()
+        asyncio.run(database.create_database(DB_NAME, DB_USER, self._db_password))
+        self._db_address = (database.host, database.port)
+
+    def _start_aws(self, certs: DevCertificates) -> None:
+        port = free_port()
+        process = aws_process(
+            port, certs.server("s3"), env=self._base_env(), log_dir=self.log_dir
+        )
+        self._launch(process, f"https://127.0.0.1:{port}/moto-api/")
+        self.addresses.urls["aws"] = f"https://127.0.0.1:{port}"
+        self.aws = AwsEndpoint(
+            REGION, self.addresses.urls["aws"], str(certs.ca.cert_path)
+        )
+
+        realm = load_realm()
+        self.client_secrets = {
+            client_id: secrets.token_urlsafe(32) for client_id in realm.clients
+        }
+        values = {
+            f"{CLIENT_SECRET_PREFIX}{client_id}": secret
+            for client_id, secret in self.client_secrets.items()
+        }
+        values[DB_PASSWORD_SECRET] = self._db_password
+        with _aws_environment():
+            seed(self.aws, BUCKET, values)
+
+    def _start_service(self, name: str, module: str, env_of: EnvBuilder) -> None:
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+        self.addresses.urls[name] = url
+        process = ManagedProcess(
+            name, python_module(module), env=env_of(name, port), log_dir=self.log_dir
+        )
+        self._launch(process, f"{url}/health")
+
+    def _launch(self, process: ManagedProcess, health_url: str) -> None:
+        self.processes[process.name] = process
+        process.start()
+        process.wait_healthy(
+            health_url, ca_file=self.addresses.ca_file, timeout=_START_TIMEOUT
+        )
+
+    def restart(self, name: str) -> None:
+        """Start a stopped or killed service again on its port (fault tests)."""
+        process = self.processes[name]
+        process.stop()
+        process.start()
+        process.wait_healthy(
+            f"{self.url(name)}/health",
+            ca_file=self.ca_file,
+            timeout=_START_TIMEOUT,
+        )
+
+    def url(self, name: str) -> str:
+        return self.addresses.urls[name]
+
+    @property
+    def ca_file(self) -> Path:
+        return self.addresses.ca_file
+
+    def stop(self) -> None:
+        """Stop every process started, newest first, then remove the files."""
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        if self.database is not None:
+            self.database.stop()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _base_env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("MESH_", "AWS_"))
+        }
+        env.update(LOCAL_AWS_ENV)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _tls_pair(self, name: str) -> tuple[str, str]:
+        # ensure_dev_certs names each server's files after the server.
+        return str(self.certs_dir / f"{name}.pem"), str(self.certs_dir / f"{name}.key")
+
+    def _identity_env(self, name: str, port: int) -> dict[str, str]:
+        cert, key = self._tls_pair(name)
+        return self._base_env() | {
+            "MESH_IDP_PORT": str(port),
+            "MESH_IDP_TLS_CERTFILE": cert,
+            "MESH_IDP_TLS_KEYFILE": key,
+            "MESH_IDP_SECRETS_PREFIX": CLIENT_SECRET_PREFIX,
+            "MESH_IDP_AWS_REGION": REGION,
+            "MESH_IDP_AWS_ENDPOINT_URL": self.addresses.urls["aws"],
+            "MESH_IDP_AWS_CA_BUNDLE": str(self.addresses.ca_file),
+            "MESH_IDP_LOG_LEVEL": self._log_level,
+        }
+
+    def _service_env(self, name: str, port: int) -> dict[str, str]:
+        cert, key = self._tls_pair(name)
+        ca = str(self.addresses.ca_file)
+        env = self._base_env() | {
+            "MESH_PORT": str(port),
+            "MESH_TLS_CERTFILE": cert,
+            "MESH_TLS_KEYFILE": key,
+            "MESH_CA_FILE": ca,
+            "MESH_ISSUER": self.addresses.issuer,
+            "MESH_LOG_LEVEL": self._log_level,
+            "MESH_AWS_REGION": REGION,
+            "MESH_AWS_ENDPOINT_URL": self.addresses.urls["aws"],
+            "MESH_AWS_CA_BUNDLE": ca,
+            "MESH_S3_BUCKET": BUCKET,
+            "MESH_DB_HOST": self._db_address[0],
+            "MESH_DB_PORT": str(self._db_address[1]),
+            "MESH_DB_NAME": DB_NAME,
+            "MESH_DB_USER": DB_USER,
+            "MESH_DB_CA_FILE": ca,
+        }
+        if name == "orchestrator":
+            for agent in AGENTS:
+                env[f"MESH_{agent.upper()}_URL"] = self.addresses.urls[agent]
+        return env
+
+
+@contextlib.contextmanager
+def _aws_environment() -> Iterator[None]:
+    """The local credentials, for boto3 calls made by the launcher itself."""
+    saved = {key: os.environ.get(key) for key in LOCAL_AWS_ENV}
+    os.environ.update(LOCAL_AWS_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+__all__ = ["LocalMesh", "MeshAddresses", "StartupFailed"]

@@ -1,0 +1,101 @@
+"""Child processes of the local mesh: started in their own session, logged to a
+file, waited for until healthy, and always stopped (TERM, then KILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from services.launcher.errors import StartupFailed
+
+
+class ManagedProcess:
+    """One child process with its log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_dir: Path,
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._argv = list(argv)
+        self._env = dict(env)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            # A session of its own: Ctrl-C in the terminal reaches the launcher,
+            # which then stops every child in order.
+            self._process = subprocess.Popen(  # noqa: S603
+                self._argv,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wait_healthy(self, url: str, *, ca_file: Path | None, timeout: float) -> None:
+        """Poll ``url`` until it answers 200; fail fast if the process dies."""
+        deadline = time.monotonic() + timeout
+        verify: str | bool = str(ca_file) if ca_file else True
+        with httpx.Client(verify=verify, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not self.running():
+                    raise StartupFailed(self.name, "it exited", self.log_tail())
+                try:
+                    if client.get(url).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise StartupFailed(self.name, f"no answer from {url}", self.log_tail())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command that runs ``module`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
