@@ -175,7 +175,7 @@ def create_app(
     state = IdentityState(
         settings=settings,
         realm=realm,
-        keys=keys or generate_keys(),
+        keys=keys or generate_keys(settings.signing_key_file),
         client_secrets=client_secrets,
     )
 

@@ -2,7 +2,10 @@
 
 Keys are generated when the app is built and live only in memory, so every
 restart is a key rotation: receivers meet an unknown ``kid`` and refetch the
-JWKS. The encryption key is published only because Keycloak's JWKS has one;
+JWKS. With a signing-key file the signing key survives restarts, as a real
+Keycloak's does; the file is created (owner-only) when it does not exist.
+
+The encryption key is published only because Keycloak's JWKS has one;
 receivers must pick keys by ``use`` and ``alg`` and skip it.
 """
 
@@ -11,9 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 SIGNING_ALGORITHM = "RS256"
@@ -31,9 +37,13 @@ class RealmKeys:
     jwks: dict[str, Any]
 
 
-def generate_keys() -> RealmKeys:
-    """Generate a signing key and an encryption key, and their JWKS."""
-    signing_key = rsa.generate_private_key(_PUBLIC_EXPONENT, _KEY_SIZE)
+def generate_keys(signing_key_file: Path | None = None) -> RealmKeys:
+    """A signing key (from ``signing_key_file`` if given), an encryption key,
+    and their JWKS."""
+    if signing_key_file is None:
+        signing_key = rsa.generate_private_key(_PUBLIC_EXPONENT, _KEY_SIZE)
+    else:
+        signing_key = _stored_signing_key(signing_key_file)
     encryption_key = rsa.generate_private_key(_PUBLIC_EXPONENT, _KEY_SIZE)
 
     signing_jwk = public_jwk(signing_key.public_key(), "sig", SIGNING_ALGORITHM)
@@ -45,6 +55,25 @@ def generate_keys() -> RealmKeys:
         kid=signing_jwk["kid"],
         jwks={"keys": [signing_jwk, encryption_jwk]},
     )
+
+
+def _stored_signing_key(path: Path) -> rsa.RSAPrivateKey:
+    if not path.exists():
+        key = rsa.generate_private_key(_PUBLIC_EXPONENT, _KEY_SIZE)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(pem)
+        return key
+
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise ValueError(f"{path} does not hold an RSA private key")
+    return loaded
 
 
 def public_jwk(key: rsa.RSAPublicKey, use: str, alg: str) -> dict[str, str]:

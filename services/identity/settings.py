@@ -32,6 +32,9 @@ class IdentitySettings(BaseSettings):
     # Serve HTTPS when both are set (uvicorn's own TLS).
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    # A PEM file for the RS256 signing key, kept across restarts; created when
+    # missing. Empty means a fresh key at every start.
+    signing_key_file: Path | None = None
     log_level: str = "INFO"
 
     @model_validator(mode="after")

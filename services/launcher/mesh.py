@@ -77,6 +77,7 @@ class LocalMesh:
         self.processes: dict[str, ManagedProcess] = {}
         self.database: PostgresCluster | None = None
         self.certs_dir = self.work_dir / "certs"
+        self.signing_key_file = self.certs_dir / "realm-signing.key"
         self.addresses = MeshAddresses(ca_file=self.certs_dir / "ca.pem")
         self.aws = AwsEndpoint(REGION, None, str(self.addresses.ca_file))
         self._db_address = ("127.0.0.1", 0)
@@ -212,6 +213,7 @@ class LocalMesh:
             "MESH_IDP_AWS_ENDPOINT_URL": self.addresses.urls["aws"],
             "MESH_IDP_AWS_CA_BUNDLE": str(self.addresses.ca_file),
             "MESH_IDP_LOG_LEVEL": self._log_level,
+            "MESH_IDP_SIGNING_KEY_FILE": str(self.signing_key_file),
         }
 
     def _service_env(self, name: str, port: int) -> dict[str, str]:
