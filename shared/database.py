@@ -9,9 +9,7 @@ when the server refuses it, so a rotated password causes no outage.
 from __future__ import annotations
 
 import logging
-import ssl
 from importlib import resources
-from pathlib import Path
 
 import asyncpg
 
@@ -19,6 +17,7 @@ from shared.errors import DependencyUnavailable
 from shared.logging import log_event
 from shared.secrets import SecretStore
 from shared.settings import DatabaseSettings
+from shared.tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +25,6 @@ logger = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x6132615F6D657368
 
 Pool = asyncpg.Pool
-
-
-def tls_context(ca_file: Path) -> ssl.SSLContext:
-    """A client context that trusts only ``ca_file`` and checks the host name."""
-    context = ssl.create_default_context(cafile=str(ca_file))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
@@ -53,7 +45,7 @@ async def _connect(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
             user=settings.db_user,
             database=settings.db_name,
             password=password,
-            ssl=tls_context(settings.db_ca_file),
+            ssl=client_context(settings.db_ca_file),
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             timeout=settings.db_connect_timeout_seconds,

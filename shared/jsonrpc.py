@@ -167,12 +167,14 @@ def _envelope(request: Any) -> RequestId:
         raise InvalidRequest("'jsonrpc' must be \"2.0\"")
     if not isinstance(request.get("method"), str):
         raise InvalidRequest("'method' must be a string")
-    if "params" in request and not isinstance(request["params"], dict | None):
-        raise InvalidRequest("'params' must be an object")
+    if "params" in request and not isinstance(request["params"], dict | list | None):
+        raise InvalidRequest("'params' must be an object or an array")
     return request_id
 
 
-def _params(method: Method[P], raw: dict[str, Any] | None) -> P:
+def _params(method: Method[P], raw: dict[str, Any] | list[Any] | None) -> P:
+    if isinstance(raw, list):
+        raise InvalidParams("Parameters must be given by name, as an object")
     try:
         return method.params.model_validate(raw or {})
     except ValidationError as exc:

@@ -18,6 +18,7 @@ from shared.auth.verifier import TokenVerifier
 from shared.client import AgentClient
 from shared.secrets import AwsEndpoint, SecretsManagerStore, SecretStore
 from shared.settings import ServiceSettings
+from shared.tls import client_context
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ async def open_runtime(
     )
     timeout = httpx.Timeout(settings.http_timeout_seconds, connect=5.0)
 
-    async with httpx.AsyncClient(timeout=timeout, verify=_verify(settings)) as http:
+    verify = client_context(settings.ca_file)
+    async with httpx.AsyncClient(timeout=timeout, verify=verify) as http:
         keys = JwksCache(
             http,
             settings.jwks_endpoint,
@@ -81,9 +83,3 @@ async def open_runtime(
             ),
             policy=Policy.load(settings.policy_file),
         )
-
-
-def _verify(settings: ServiceSettings) -> str | bool:
-    # The mesh CA, where one is configured, verifies the identity provider and
-    # the other services; otherwise the system's trust store does.
-    return settings.ca_file or True

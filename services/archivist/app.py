@@ -92,6 +92,7 @@ class Archivist:
 
     async def archive_document(self, params: ArchiveParams, call: Call) -> Any:
         steps = [Step(s.step, s.status, s.duration_ms, s.detail) for s in params.steps]
+        steps.append(Step("archive_document", "ok", None, {}))
         archived = await self._documents.archive(
             params.task_id, params.extraction, params.validation, steps
         )

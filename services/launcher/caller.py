@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from services.orchestrator.upload import ACCEPTED_TYPES
+from shared.tls import client_context
 
 TERMINAL = ("completed", "failed")
 
@@ -33,7 +34,7 @@ class MeshCaller:
         self._base = orchestrator_url.rstrip("/")
         self._token_url = token_url
         self._credentials = (client_id, client_secret)
-        self._http = httpx.AsyncClient(verify=str(ca_file), timeout=30.0)
+        self._http = httpx.AsyncClient(verify=client_context(ca_file), timeout=30.0)
         self._token: str | None = None
         self._ids = 0
 

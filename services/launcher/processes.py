@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from services.launcher.errors import StartupFailed
+from shared.tls import client_context
 
 
 class ManagedProcess:
@@ -56,8 +57,7 @@ class ManagedProcess:
     def wait_healthy(self, url: str, *, ca_file: Path | None, timeout: float) -> None:
         """Poll ``url`` until it answers 200; fail fast if the process dies."""
         deadline = time.monotonic() + timeout
-        verify: str | bool = str(ca_file) if ca_file else True
-        with httpx.Client(verify=verify, timeout=2.0) as client:
+        with httpx.Client(verify=client_context(ca_file), timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not self.running():
                     raise StartupFailed(self.name, "it exited", self.log_tail())

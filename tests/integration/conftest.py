@@ -1,0 +1,42 @@
+"""The real mesh, started once for the integration tests: PostgreSQL with TLS,
+the S3 and Secrets Manager endpoint, the identity provider and the four
+services, each a separate process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from services.launcher.caller import MeshCaller
+from services.launcher.mesh import LocalMesh
+from tests.helpers.mesh import caller_for
+from tests.helpers.tokens import TokenForge
+
+
+@pytest.fixture(scope="session")
+def mesh() -> Iterator[LocalMesh]:
+    with LocalMesh() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def forge(mesh: LocalMesh) -> TokenForge:
+    return TokenForge(mesh.signing_key_file, mesh.addresses.issuer)
+
+
+@pytest.fixture
+async def database(mesh: LocalMesh) -> AsyncIterator[asyncpg.Connection]:
+    assert mesh.database is not None
+    connection = await mesh.database.connect("mesh")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def processor(mesh: LocalMesh) -> AsyncIterator[MeshCaller]:
+    async with caller_for(mesh, "document-processor") as caller:
+        yield caller

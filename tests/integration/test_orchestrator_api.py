@@ -1,0 +1,225 @@
+"""The orchestrator's API as a caller meets it: tasks, failures, bad input."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from services.launcher.caller import MeshCaller
+from services.launcher.mesh import LocalMesh
+from shared.tls import client_context
+from tests.helpers.corpus import corpus_file
+from tests.helpers.mesh import caller_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_missing_object_ends_failed_with_a_reason(
+    processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    key = f"uploads/missing/{uuid.uuid4().hex}.pdf"
+
+    accepted = await processor.result("process_document", {"s3_key": key})
+    task = await processor.wait(accepted["task_id"])
+
+    assert accepted["status"] == "pending"
+    assert task["status"] == "failed"
+    assert task["stage"] == "extracting"
+    assert task["reason_code"] == "missing_object"
+    assert key in task["reason"]
+    row = await database.fetchrow(
+        "SELECT status, reason_code FROM tasks WHERE id = $1",
+        uuid.UUID(accepted["task_id"]),
+    )
+    assert row is not None
+    assert (row["status"], row["reason_code"]) == ("failed", "missing_object")
+
+
+async def test_processing_the_same_object_twice_leaves_one_document(
+    processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    uploaded = (await processor.upload(corpus_file("txt/report-01.txt"))).json()
+    first = await processor.wait(uploaded["task_id"])
+
+    again = await processor.result("process_document", {"s3_key": uploaded["s3_key"]})
+    second = await processor.wait(again["task_id"])
+
+    assert (first["status"], second["status"]) == ("completed", "completed")
+    assert first["document_id"] == second["document_id"]
+    rows = await database.fetchval(
+        "SELECT count(*) FROM documents WHERE s3_key = $1", uploaded["s3_key"]
+    )
+    assert rows == 1
+    log_rows = await database.fetchval(
+        "SELECT count(*) FROM processing_log WHERE document_id = $1",
+        uuid.UUID(first["document_id"]),
+    )
+    assert log_rows == 6
+
+
+async def test_batch_starts_one_task_per_key(processor: MeshCaller) -> None:
+    keys = [f"uploads/missing/{uuid.uuid4().hex}.txt" for _ in range(3)]
+
+    batch = await processor.result("process_batch", {"s3_keys": keys})
+
+    assert [t["s3_key"] for t in batch["tasks"]] == keys
+    for accepted in batch["tasks"]:
+        assert (await processor.wait(accepted["task_id"]))["status"] == "failed"
+
+
+async def test_task_status_reports_stage_timings_and_result(
+    processor: MeshCaller,
+) -> None:
+    uploaded = (await processor.upload(corpus_file("pdf/sample_invoice.pdf"))).json()
+
+    task = await processor.wait(uploaded["task_id"])
+
+    assert task["status"] == "completed"
+    assert task["stage"] == "archiving"
+    assert task["result"]["document_type"] == "invoice"
+    assert task["result"]["key_fields"]["invoice_number"] == "INV-2025-001"
+    assert task["timings"]["total_ms"] >= task["timings"]["extracting_ms"]
+    assert task["started_at"] <= task["finished_at"]
+
+
+async def test_unknown_task_is_32012(processor: MeshCaller) -> None:
+    reply = await processor.rpc("get_task_status", {"task_id": str(uuid.uuid4())})
+    assert reply["error"]["code"] == -32012
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"s3_key": "../etc/passwd"},
+        {"s3_key": "/absolute/key.pdf"},
+        {"s3_key": "a" * 1025},
+        {"s3_key": 42},
+        {"s3_key": "uploads/x.pdf", "unexpected": True},
+        {},
+    ],
+)
+async def test_bad_params_are_32602_and_start_nothing(
+    processor: MeshCaller, database: asyncpg.Connection, params: dict[str, object]
+) -> None:
+    before = await database.fetchval("SELECT count(*) FROM tasks")
+
+    reply = await processor.rpc("process_document", params)
+
+    assert reply["error"]["code"] == -32602
+    assert await database.fetchval("SELECT count(*) FROM tasks") == before
+
+
+async def test_pending_documents_lists_only_unfinished_tasks(
+    processor: MeshCaller,
+) -> None:
+    listed = await processor.result("list_pending_documents", {"limit": 10})
+    assert all(t["status"] not in ("completed", "failed") for t in listed["tasks"])
+
+
+async def test_discover_agents_lists_the_three_agents(processor: MeshCaller) -> None:
+    found = await processor.result("discover_agents")
+    by_name = {agent["name"]: agent for agent in found["agents"]}
+
+    assert set(by_name) == {"extractor", "validator", "archivist"}
+    assert all(agent["status"] == "available" for agent in by_name.values())
+    assert "extract_document" in by_name["extractor"]["skills"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, -32700),
+        (b"[]", 400, -32600),
+        (b'[{"jsonrpc": "2.0", "id": 1, "method": "discover_agents"}]', 400, -32600),
+        (b'{"jsonrpc": "1.0", "id": 1, "method": "discover_agents"}', 400, -32600),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "drop_tables"}', 200, -32601),
+        (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "get_task_status", "params": [1]}',
+            200,
+            -32602,
+        ),
+    ],
+)
+async def test_malformed_requests_get_precise_errors(
+    mesh: LocalMesh, processor: MeshCaller, body: bytes, status: int, code: int
+) -> None:
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/a2a",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {await processor.token()}",
+                "Content-Type": "application/json",
+            },
+        )
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+async def test_huge_body_is_413(mesh: LocalMesh, processor: MeshCaller) -> None:
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/a2a",
+            content=b"[" * (2 * 1024 * 1024),
+            headers={"Authorization": f"Bearer {await processor.token()}"},
+        )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == -32600
+
+
+async def test_upload_of_an_unsupported_type_is_415_and_stores_nothing(
+    mesh: LocalMesh, processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    before = await database.fetchval("SELECT count(*) FROM tasks")
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            files={"file": ("payload.exe", b"MZ\x90\x00", "application/x-msdownload")},
+            headers={"Authorization": f"Bearer {await processor.token()}"},
+        )
+
+    assert response.status_code == 415
+    assert response.json()["error"]["data"]["reason"] == "unsupported_type"
+    assert await database.fetchval("SELECT count(*) FROM tasks") == before
+
+
+async def test_upload_without_a_file_field_is_400(
+    mesh: LocalMesh, processor: MeshCaller
+) -> None:
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            data={"not_file": "x"},
+            headers={"Authorization": f"Bearer {await processor.token()}"},
+        )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32602
+
+
+async def test_viewer_may_not_upload(
+    mesh: LocalMesh, database: asyncpg.Connection
+) -> None:
+    before = await database.fetchval("SELECT count(*) FROM tasks")
+    async with caller_for(mesh, "viewer") as viewer:
+        response = await viewer.upload(corpus_file("txt/report-02.txt"))
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == -32002
+    assert await database.fetchval("SELECT count(*) FROM tasks") == before
+
+
+async def test_upload_needs_a_token(mesh: LocalMesh) -> None:
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            files={"file": ("a.txt", b"hello", "text/plain")},
+        )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == -32001
