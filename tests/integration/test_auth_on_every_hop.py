@@ -38,7 +38,7 @@ def _call(service: str, key: str) -> tuple[str, dict[str, Any]]:
         "passed": False,
         "rules": [],
     }
-    return {
+    calls: dict[str, tuple[str, dict[str, Any]]] = {
         "orchestrator": ("process_document", {"s3_key": key}),
         "extractor": ("extract_document", {"s3_key": key}),
         "validator": (
@@ -53,7 +53,8 @@ def _call(service: str, key: str) -> tuple[str, dict[str, Any]]:
                 "validation": validation,
             },
         ),
-    }[service]
+    }
+    return calls[service]
 
 
 async def _nothing_happened(

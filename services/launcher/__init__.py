@@ -1,0 +1,1 @@
+"""Start the mesh's dependencies and services as local processes, without Docker."""
