@@ -94,6 +94,11 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
+    # Keycloak marks its ID and refresh tokens with another ``typ``; only an
+    # access token may call a service.
+    if claims.get("typ", "Bearer") != "Bearer":
+        raise Unauthenticated("invalid_token")
+
     realm_access = claims.get("realm_access")
     roles = realm_access.get("roles") if isinstance(realm_access, dict) else None
     client_id = claims.get("azp") or claims.get("client_id")

@@ -95,6 +95,10 @@ BAD_TOKENS: dict[str, tuple[BadToken, str]] = {
         lambda forge, aud: forge.wrong_audience(aud, ["admin"]),
         "wrong_audience",
     ),
+    "an ID token, not an access token": (
+        lambda forge, aud: forge.valid(aud, ["admin"], typ="ID"),
+        "invalid_token",
+    ),
 }
 
 
