@@ -33,7 +33,19 @@ async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
         return await _connect(settings, secrets)
     except asyncpg.InvalidPasswordError:
         secrets.refresh(settings.db_password_secret_id)
+
+    try:
         return await _connect(settings, secrets)
+    except asyncpg.InvalidPasswordError as exc:
+        log_event(
+            logger,
+            "database.password_refused",
+            level=logging.ERROR,
+            user=settings.db_user,
+        )
+        raise DependencyUnavailable(
+            "database", "the database refused the password"
+        ) from exc
 
 
 async def _connect(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
