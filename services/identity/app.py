@@ -12,22 +12,21 @@ nothing else.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.identity.clients import ClientSecrets
+from services.identity.credentials import presented_credentials, read_form
+from services.identity.errors import NO_STORE, OAuthError, invalid_client
 from services.identity.keys import SIGNING_ALGORITHM, RealmKeys, generate_keys
 from services.identity.realm import Client, Realm, load_realm
 from services.identity.settings import IdentitySettings
@@ -39,106 +38,6 @@ logger = logging.getLogger(__name__)
 
 CLIENT_CREDENTIALS = "client_credentials"
 GRANTED_SCOPE = "profile email"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-_FORM_TYPE = "application/x-www-form-urlencoded"
-_MAX_FORM_BYTES = 16 * 1024
-_MAX_FORM_FIELDS = 32
-_INVALID_CLIENT = "Invalid client or Invalid client credentials"
-
-
-class OAuthError(Exception):
-    """A refusal, rendered as Keycloak renders it; ``reason`` is for the log."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        description: str | None,
-        *,
-        reason: str,
-        client_id: str | None = None,
-        level: int = logging.WARNING,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.error = error
-        self.description = description
-        self.reason = reason
-        self.client_id = client_id
-        self.level = level
-
-    def response(self) -> JSONResponse:
-        """The JSON body Keycloak answers with for this refusal."""
-        body = {"error": self.error}
-        if self.description is not None:
-            body["error_description"] = self.description
-        return JSONResponse(body, status_code=self.status, headers=NO_STORE)
-
-
-def _invalid_client(reason: str, client_id: str | None = None) -> OAuthError:
-    # One answer for every credential failure, so none reveals which clients exist.
-    return OAuthError(
-        401, "invalid_client", _INVALID_CLIENT, reason=reason, client_id=client_id
-    )
-
-
-class ClientSecrets:
-    """Client secrets read lazily from a ``SecretStore``, re-read on mismatch.
-
-    A presented secret that does not match makes the secret be read again
-    (it may have been rotated), but at most once per ``min_refresh_interval``
-    per client, so that wrong guesses cannot drive calls to Secrets Manager.
-    """
-
-    def __init__(
-        self,
-        store: SecretStore,
-        prefix: str,
-        *,
-        min_refresh_interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._prefix = prefix
-        self._min_refresh_interval = min_refresh_interval
-        self._clock = clock
-        self._cache: dict[str, str] = {}
-        self._read_at: dict[str, float] = {}
-
-    async def verify(self, client_id: str, presented: str) -> bool:
-        """Whether ``presented`` is the client's secret, tolerating a rotation."""
-        if not presented:
-            return False
-
-        expected = self._cache.get(client_id)
-        if expected is None:
-            expected = await self._read(client_id)
-        if _same_secret(presented, expected):
-            return True
-
-        last_read = self._read_at.get(client_id, float("-inf"))
-        if self._clock() - last_read < self._min_refresh_interval:
-            return False
-
-        self._store.refresh(self._secret_id(client_id))
-        return _same_secret(presented, await self._read(client_id))
-
-    async def _read(self, client_id: str) -> str:
-        value = await self._store.get(self._secret_id(client_id))
-        self._cache[client_id] = value
-        self._read_at[client_id] = self._clock()
-        return value
-
-    def _secret_id(self, client_id: str) -> str:
-        return f"{self._prefix}{client_id}"
-
-
-def _same_secret(presented: str, expected: str) -> bool:
-    # compare_digest refuses non-ASCII str, so compare the encoded bytes.
-    if not expected:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 class IdentityState:
@@ -273,7 +172,7 @@ async def _issue(
     if _https_required(realm, request):
         raise OAuthError(403, "invalid_request", "HTTPS required", reason="https")
 
-    form = await _read_form(request)
+    form = await read_form(request)
     if form.get("grant_type") != CLIENT_CREDENTIALS:
         raise OAuthError(
             400,
@@ -282,15 +181,15 @@ async def _issue(
             reason="unsupported_grant_type",
         )
 
-    client_id, secret = _presented_credentials(request, form)
+    client_id, secret = presented_credentials(request, form)
     client = realm.clients.get(client_id)
     if client is None:
-        raise _invalid_client("unknown_client", client_id[:64])
+        raise invalid_client("unknown_client", client_id[:64])
     if not client.enabled or client.secret_ref is None:
-        raise _invalid_client("client_not_confidential_or_disabled", client_id)
+        raise invalid_client("client_not_confidential_or_disabled", client_id)
 
     if not await _secret_matches(state, client_id, secret):
-        raise _invalid_client("bad_secret", client_id)
+        raise invalid_client("bad_secret", client_id)
 
     if not client.service_accounts_enabled:
         raise OAuthError(
@@ -349,73 +248,6 @@ def _https_required(realm: Realm, request: Request) -> bool:
     except ValueError:
         return True
     return not (address.is_private or address.is_loopback)
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    """The urlencoded body, bounded, with a repeated parameter refused."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != _FORM_TYPE:
-        return {}
-
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            raise OAuthError(
-                400, "invalid_request", "Request too large", reason="form_too_large"
-            )
-
-    try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            max_num_fields=_MAX_FORM_FIELDS,
-        )
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise OAuthError(
-            400, "invalid_request", "Malformed form body", reason="form_malformed"
-        ) from exc
-
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        # RFC 6749 §3.2: a parameter must not be repeated.
-        if name in form:
-            raise OAuthError(
-                400, "invalid_request", "duplicated parameter", reason="duplicated"
-            )
-        form[name] = value
-    return form
-
-
-def _presented_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
-    """Client id and secret from HTTP Basic or, failing that, the form body."""
-    header = request.headers.get("authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        client_id = form.get("client_id", "")
-        secret = form.get("client_secret", "")
-        if not client_id or not secret:
-            raise _invalid_client("no_credentials", client_id[:64] or None)
-        return client_id, secret
-
-    client_id, secret = _parse_basic(encoded.strip())
-    if form.get("client_id", client_id) != client_id:
-        raise _invalid_client("conflicting_client_id", client_id)
-    return client_id, secret
-
-
-def _parse_basic(encoded: str) -> tuple[str, str]:
-    """RFC 6749 §2.3.1: id and secret are form-urlencoded before base64."""
-    try:
-        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise _invalid_client("malformed_basic") from exc
-
-    raw_id, colon, raw_secret = decoded.partition(":")
-    client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
-    if not colon or not client_id or not secret:
-        raise _invalid_client("malformed_basic")
-    return client_id, secret
 
 
 def _claims(

@@ -24,8 +24,9 @@ from certs.authority import DevCertificates, ensure_dev_certs
 from services.identity.realm import load_realm
 from services.launcher.aws import LOCAL_AWS_ENV, aws_process, seed
 from services.launcher.errors import StartupFailed
+from services.launcher.pg_setup import find_postgres_bin
 from services.launcher.ports import free_port
-from services.launcher.postgres import PostgresCluster, find_postgres_bin
+from services.launcher.postgres import PostgresCluster
 from services.launcher.processes import ManagedProcess, python_module
 from shared.secrets import AwsEndpoint
 

@@ -9,12 +9,8 @@ runs as the ``postgres`` account, or ``nobody`` where that does not exist.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import os
-import pwd
 import re
 import secrets
 import shutil
@@ -23,8 +19,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,19 +28,17 @@ from urllib.parse import quote
 import asyncpg
 
 from certs.authority import CertPair
-from services.launcher.errors import LauncherError, PrerequisiteMissing, StartupFailed
+from services.launcher.errors import LauncherError, StartupFailed
+from services.launcher.pg_setup import (
+    ServerAccount,
+    find_postgres_bin,
+    scram_sha256_verifier,
+    server_account,
+)
 from services.launcher.ports import free_port
 from shared.logging import log_event
 
 logger = logging.getLogger(__name__)
-
-PROGRAMS = ("initdb", "pg_ctl", "postgres")
-VERSIONED_ROOT = Path("/usr/lib/postgresql")
-MISSING_MESSAGE = (
-    "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install "
-    "PostgreSQL 15 (Debian: apt-get install postgresql-15) or set MESH_PG_BIN "
-    "to their folder."
-)
 
 # A Unix socket path must fit in sun_path: 108 bytes on Linux, 104 on macOS.
 _SOCKET_PATH_LIMIT = 100
@@ -54,94 +47,6 @@ _BIND_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0
 _COMMAND_TIMEOUT = 30.0
 _LOG_TAIL_LINES = 30
-
-
-@dataclass(frozen=True)
-class ServerAccount:
-    """The unprivileged account that runs the server when we are root."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-
-def find_postgres_bin(
-    environ: Mapping[str, str] | None = None,
-    *,
-    versioned_root: Path = VERSIONED_ROOT,
-) -> Path:
-    """The folder holding initdb, pg_ctl and postgres.
-
-    Looked up in ``MESH_PG_BIN``, then ``PATH``, then the newest
-    ``/usr/lib/postgresql/<version>/bin``.
-    """
-    env = os.environ if environ is None else environ
-
-    configured = env.get("MESH_PG_BIN")
-    if configured:
-        # A folder named on purpose must be right; falling back would hide it.
-        if not _has_programs(Path(configured)):
-            raise PrerequisiteMissing(
-                f"MESH_PG_BIN={configured} does not contain "
-                f"{', '.join(PROGRAMS)}. {MISSING_MESSAGE}",
-                what="postgresql",
-            )
-        return Path(configured)
-
-    found = shutil.which("initdb", path=env.get("PATH", ""))
-    if found:
-        for folder in (Path(found).parent, Path(found).resolve().parent):
-            if _has_programs(folder):
-                return folder
-
-    for folder in _versioned_bins(versioned_root):
-        if _has_programs(folder):
-            return folder
-
-    raise PrerequisiteMissing(MISSING_MESSAGE, what="postgresql")
-
-
-def server_account() -> ServerAccount | None:
-    """Who runs the server: ``None`` means ourselves (we are not root)."""
-    if os.geteuid() != 0:
-        return None
-
-    for name in ("postgres", "nobody"):
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        groups = tuple(os.getgrouplist(name, entry.pw_gid))
-        return ServerAccount(name, entry.pw_uid, entry.pw_gid, groups)
-
-    raise PrerequisiteMissing(
-        "PostgreSQL refuses to run as root and neither a 'postgres' nor a "
-        "'nobody' account exists; create one or run as an ordinary user.",
-        what="account",
-    )
-
-
-def scram_sha256_verifier(password: str, *, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password``.
-
-    Sending the verifier instead of the password keeps the password out of
-    the server's statement log if a statement fails.
-    """
-    # SASLprep leaves printable ASCII unchanged; other text would need it.
-    if not password or not (password.isascii() and password.isprintable()):
-        raise ValueError("the password must be non-empty printable ASCII")
-
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.digest(salted, b"Client Key", "sha256")
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode("ascii")
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 class PostgresCluster:
@@ -549,22 +454,6 @@ async def _execute_quoted(
         f"SELECT format($1, {arguments})", template, *values
     )
     await connection.execute(statement)
-
-
-def _has_programs(folder: Path) -> bool:
-    return all(
-        (folder / name).is_file() and os.access(folder / name, os.X_OK)
-        for name in PROGRAMS
-    )
-
-
-def _versioned_bins(root: Path) -> list[Path]:
-    found: list[tuple[tuple[int, ...], Path]] = []
-    for folder in root.glob("*/bin"):
-        version = folder.parent.name.split(".")
-        if all(part.isdigit() for part in version):
-            found.append((tuple(int(part) for part in version), folder))
-    return [folder for _, folder in sorted(found, reverse=True)]
 
 
 def _short_temp_root() -> Path:

@@ -15,7 +15,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from services.identity.app import ClientSecrets, IdentityState, create_app
+from services.identity.app import IdentityState, create_app
+from services.identity.clients import ClientSecrets
 from services.identity.keys import RealmKeys, generate_keys, jwk_thumbprint
 from services.identity.realm import DEFAULT_REALM_FILE, load_realm
 from services.identity.settings import IdentitySettings

@@ -22,13 +22,13 @@ from certs.authority import (
     issue_server_cert,
 )
 from services.launcher.errors import LauncherError, PrerequisiteMissing, StartupFailed
-from services.launcher.ports import free_port
-from services.launcher.postgres import (
+from services.launcher.pg_setup import (
     MISSING_MESSAGE,
-    PostgresCluster,
     find_postgres_bin,
     scram_sha256_verifier,
 )
+from services.launcher.ports import free_port
+from services.launcher.postgres import PostgresCluster
 
 # OpenSSL verification results, as reported in SSLCertVerificationError.
 UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20

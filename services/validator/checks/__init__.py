@@ -1,0 +1,1 @@
+"""The validator's checks, one module per document type plus shared helpers."""
