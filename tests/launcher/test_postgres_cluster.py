@@ -46,13 +46,6 @@ def _fake_programs(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
-def _postgres_bin_or_skip() -> Path:
-    try:
-        return find_postgres_bin()
-    except PrerequisiteMissing as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertificates:
     return ensure_dev_certs(tmp_path_factory.mktemp("certs"), ["archivist"])
@@ -60,7 +53,8 @@ def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCertificates:
 
 @pytest.fixture(scope="module")
 def cluster(dev_certs: DevCertificates) -> Iterator[PostgresCluster]:
-    _postgres_bin_or_skip()
+    # A missing installation fails these tests rather than skipping them.
+    find_postgres_bin()
     with PostgresCluster(dev_certs.server("postgres"), dev_certs.ca.cert_path) as pg:
         yield pg
 
@@ -231,7 +225,7 @@ async def test_connection_trusting_another_ca_fails_verification(
 async def test_server_certificate_for_another_host_fails_verification(
     dev_certs: DevCertificates, tmp_path: Path
 ) -> None:
-    _postgres_bin_or_skip()
+    find_postgres_bin()
     wrong = issue_server_cert(
         dev_certs.ca, tmp_path, "elsewhere", ["elsewhere.invalid"]
     )
@@ -301,7 +295,7 @@ def test_server_key_copy_is_private_to_the_server_account(
 def test_stop_removes_files_and_closes_the_port(
     dev_certs: DevCertificates, reachable_dir: Path
 ) -> None:
-    _postgres_bin_or_skip()
+    find_postgres_bin()
     pg = PostgresCluster(
         dev_certs.server("postgres"), dev_certs.ca.cert_path, base_dir=reachable_dir
     )
@@ -319,7 +313,7 @@ def test_stop_removes_files_and_closes_the_port(
 def test_stop_with_keep_leaves_data_and_log(
     dev_certs: DevCertificates, reachable_dir: Path
 ) -> None:
-    _postgres_bin_or_skip()
+    find_postgres_bin()
     pg = PostgresCluster(
         dev_certs.server("postgres"),
         dev_certs.ca.cert_path,
@@ -339,7 +333,7 @@ def test_stop_with_keep_leaves_data_and_log(
 def test_start_failure_raises_with_log_tail_and_cleans_up(
     dev_certs: DevCertificates, reachable_dir: Path
 ) -> None:
-    _postgres_bin_or_skip()
+    find_postgres_bin()
     server = dev_certs.server("postgres")
     # A key that does not belong to the certificate stops the server at start.
     mismatched = CertPair(server.cert_path, dev_certs.server("s3").key_path)
@@ -358,7 +352,7 @@ def test_start_failure_raises_with_log_tail_and_cleans_up(
 def test_start_as_root_in_unreachable_base_dir_raises(
     dev_certs: DevCertificates, tmp_path: Path
 ) -> None:
-    _postgres_bin_or_skip()
+    find_postgres_bin()
     hidden = tmp_path / "hidden"
     hidden.mkdir(mode=0o700)
     pg = PostgresCluster(
