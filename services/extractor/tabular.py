@@ -1,0 +1,145 @@
+"""Delimited tables (CSV, TSV): delimiter, quoted fields and ragged rows.
+
+The delimiter is chosen by parsing a sample with each candidate and keeping
+the one that gives the most rows of one consistent width; the csv module does
+the parsing, so quoted fields may hold delimiters, quotes and line breaks.
+Rows of the wrong width are kept as read and listed in ``Table.problems``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from typing import Final
+
+from shared.documents import Table
+
+DELIMITERS: Final = (",", ";", "\t", "|")
+_SAMPLE_RECORDS: Final = 50
+# Telling a table from prose needs most sampled rows to agree on the width.
+_MIN_TABULAR_SHARE: Final = 0.9
+_MIN_TABULAR_RECORDS: Final = 2
+_MAX_PROBLEMS: Final = 50
+
+
+def detect_delimiter(text: str, hint: str | None = None) -> str:
+    """The candidate delimiter that splits the text into the most regular rows.
+
+    ``hint`` (from a ``.tsv`` name, say) wins ties; without any candidate
+    producing two columns, it is the answer, or ``,``.
+    """
+    best: tuple[float, bool, int] | None = None
+    chosen = hint or ","
+    for delimiter in DELIMITERS:
+        share, width = _regularity(text, delimiter)
+        if width < 2:
+            continue
+        score = (share, delimiter == hint, width)
+        if best is None or score > best:
+            best, chosen = score, delimiter
+    return chosen
+
+
+def looks_tabular(text: str) -> bool:
+    """Whether text with no declared type reads as a delimited table."""
+    for delimiter in DELIMITERS:
+        records = [r for r in _sample(text, delimiter) if r]
+        if len(records) < _MIN_TABULAR_RECORDS:
+            continue
+        share, width = _regularity(text, delimiter)
+        if width >= 2 and share >= _MIN_TABULAR_SHARE and len(records[0]) == width:
+            return True
+    return False
+
+
+def read_table(text: str, *, encoding: str, delimiter_hint: str | None = None) -> Table:
+    """Parse delimited text into a header and rows, noting what was wrong."""
+    delimiter = detect_delimiter(text, delimiter_hint)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    problems: list[str] = []
+    ragged = 0
+
+    for number, record in _records(text, delimiter, problems):
+        if not record:
+            continue
+        cells = [_normalise_cell(cell) for cell in record]
+        if header is None:
+            header = [cell.strip() for cell in cells]
+            continue
+
+        rows.append(cells)
+        # Blank rows are reported by the validator, whatever their width.
+        if len(cells) != len(header) and any(cell.strip() for cell in cells):
+            ragged += 1
+            if ragged <= _MAX_PROBLEMS:
+                problems.append(_ragged(number, len(cells), len(header)))
+
+    if ragged > _MAX_PROBLEMS:
+        problems.append(
+            f"{ragged - _MAX_PROBLEMS} more rows have the wrong number of cells"
+        )
+    header = header or []
+    return Table(
+        encoding=encoding,
+        delimiter=delimiter,
+        header=header,
+        rows=rows,
+        row_count=len(rows),
+        column_count=len(header),
+        problems=problems,
+    )
+
+
+def render_table(table: Table) -> str:
+    """The table as readable text: one line a row, cells separated by `` | ``."""
+    lines = [" | ".join(table.header)]
+    lines += [" | ".join(" ".join(cell.split()) for cell in row) for row in table.rows]
+    return "\n".join(lines)
+
+
+def _records(
+    text: str, delimiter: str, problems: list[str]
+) -> Iterator[tuple[int, list[str]]]:
+    """Records numbered from 1 (the header), stopping at the first parse error."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    number = 0
+    while True:
+        number += 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(f"row {number} could not be read ({exc}); reading stopped")
+            return
+        yield number, record
+
+
+def _sample(text: str, delimiter: str) -> list[list[str]]:
+    sample: list[list[str]] = []
+    for _, record in _records(text, delimiter, []):
+        sample.append(record)
+        if len(sample) >= _SAMPLE_RECORDS:
+            break
+    return sample
+
+
+def _regularity(text: str, delimiter: str) -> tuple[float, int]:
+    """The share of sampled rows having the most common width, and that width."""
+    widths = Counter(len(record) for record in _sample(text, delimiter) if record)
+    if not widths:
+        return 0.0, 0
+    width, count = widths.most_common(1)[0]
+    return count / widths.total(), width
+
+
+def _normalise_cell(cell: str) -> str:
+    return cell.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _ragged(number: int, cells: int, expected: int) -> str:
+    noun = "cell" if cells == 1 else "cells"
+    return f"row {number} has {cells} {noun}, expected {expected}"
