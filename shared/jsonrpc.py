@@ -148,7 +148,8 @@ class Dispatcher:
 def _parse(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad JSON, bad UTF-8 and integers too long to convert.
         raise ParseError() from None
 
 

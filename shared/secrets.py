@@ -80,8 +80,18 @@ class SecretsManagerStore:
                 error=type(exc).__name__,
             )
             raise DependencyUnavailable("secrets-manager") from exc
+        value: object = response.get("SecretString")
+        if not isinstance(value, str):
+            log_event(
+                logger,
+                "secret.not_text",
+                level=logging.ERROR,
+                secret_id=secret_id,
+            )
+            raise DependencyUnavailable("secrets-manager", f"{secret_id} is not text")
+
         log_event(logger, "secret.read", secret_id=secret_id)
-        return response["SecretString"]
+        return value
 
 
 class StaticSecretStore:

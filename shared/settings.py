@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
+
+# Signatures by the identity provider's public keys only: never HMAC, never none.
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
 
 
 class ServiceSettings(BaseSettings):
@@ -59,6 +64,14 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, gt=0)
     http_timeout_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("allowed_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        unsupported = set(algorithms) - SUPPORTED_ALGORITHMS
+        if unsupported:
+            raise ValueError(f"unsupported algorithms: {sorted(unsupported)}")
+        return algorithms
 
     @property
     def realm_url(self) -> str:

@@ -63,6 +63,9 @@ class JwksCache:
                 return
             self._attempted_at = time.monotonic()
             await self._fetch(reason)
+            # Measured from the end too, so callers that waited on a slow
+            # fetch take its result instead of starting another.
+            self._attempted_at = time.monotonic()
 
     def _recently_attempted(self) -> bool:
         if self._attempted_at is None:
@@ -90,15 +93,29 @@ class JwksCache:
             )
             return
 
-        self._keys = _signing_keys(document)
+        keys = _signing_keys(document)
+        if keys is None:
+            log_event(
+                logger,
+                "jwks.malformed",
+                level=logging.WARNING,
+                reason=reason,
+                cached_keys=len(self._keys),
+            )
+            return
+
+        self._keys = keys
         self._fetched_at = time.monotonic()
         log_event(logger, "jwks.fetched", reason=reason, keys=len(self._keys))
 
 
-def _signing_keys(document: object) -> dict[str, jwt.PyJWK]:
-    """The usable signing keys of a JWKS; encryption keys and oddities are skipped."""
+def _signing_keys(document: object) -> dict[str, jwt.PyJWK] | None:
+    """The usable signing keys of a JWKS, or None when it is not a JWKS at all.
+
+    Encryption keys and keys of other types are skipped, not fatal.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        return {}
+        return None
 
     keys: dict[str, jwt.PyJWK] = {}
     for entry in document["keys"]:

@@ -73,8 +73,12 @@ class AuthMiddleware:
         self._realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._is_protected(scope["path"]):
+        if scope["type"] == "lifespan" or not self._is_protected(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            # Nothing under a protected path speaks WebSocket; refuse, never pass.
+            await send({"type": "websocket.close", "code": 1008})
             return
 
         verifier = self._verifier or scope["app"].state.runtime.verifier

@@ -82,14 +82,13 @@ class ServiceTokenProvider:
             )
             raise DependencyUnavailable("identity-provider", "token request refused")
 
-        body = response.json()
-        lifetime = float(body.get("expires_in", 60))
+        token, lifetime = _token_of(response)
         # Renew early, but never so early that a short-lived token is useless.
         margin = min(self._margin, lifetime / 2)
         log_event(
             logger, "service_token.issued", client_id=self._client_id, lifetime=lifetime
         )
-        return _CachedToken(body["access_token"], time.monotonic() + lifetime - margin)
+        return _CachedToken(token, time.monotonic() + lifetime - margin)
 
     async def _post(self, secret: str) -> httpx.Response:
         try:
@@ -109,9 +108,27 @@ class ServiceTokenProvider:
             raise DependencyUnavailable("identity-provider") from exc
 
 
+def _token_of(response: httpx.Response) -> tuple[str, float]:
+    """The access token and its lifetime from a token response."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        log_event(logger, "service_token.malformed", level=logging.ERROR)
+        raise DependencyUnavailable("identity-provider", "malformed token response")
+
+    lifetime = body.get("expires_in") if isinstance(body, dict) else None
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+        lifetime = 60
+    return token, max(float(lifetime), 1.0)
+
+
 def _error_code(response: httpx.Response) -> str | None:
     try:
-        error = response.json().get("error")
+        body = response.json()
     except ValueError:
         return None
+    error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, str) else None

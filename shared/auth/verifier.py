@@ -101,6 +101,8 @@ def _principal(claims: dict[str, Any]) -> Principal:
 
     realm_access = claims.get("realm_access")
     roles = realm_access.get("roles") if isinstance(realm_access, dict) else None
+    if not isinstance(roles, list):
+        roles = []
     client_id = claims.get("azp") or claims.get("client_id")
     if not isinstance(client_id, str):
         raise Unauthenticated("missing_claim")
@@ -108,7 +110,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
     return Principal(
         subject=str(claims["sub"]),
         client_id=client_id,
-        roles=frozenset(r for r in roles or () if isinstance(r, str)),
+        roles=frozenset(r for r in roles if isinstance(r, str)),
         jti=str(claims["jti"]) if claims.get("jti") else None,
         expires_at=int(claims["exp"]),
         username=claims.get("preferred_username"),

@@ -119,8 +119,9 @@ async def test_pending_documents_lists_only_unfinished_tasks(
     assert all(t["status"] not in ("completed", "failed") for t in listed["tasks"])
 
 
-async def test_discover_agents_lists_the_three_agents(processor: MeshCaller) -> None:
-    found = await processor.result("discover_agents")
+async def test_discover_agents_lists_the_three_agents(mesh: LocalMesh) -> None:
+    async with caller_for(mesh, "mesh-admin") as admin:
+        found = await admin.result("discover_agents")
     by_name = {agent["name"]: agent for agent in found["agents"]}
 
     assert set(by_name) == {"extractor", "validator", "archivist"}

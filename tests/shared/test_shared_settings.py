@@ -1,0 +1,153 @@
+"""Settings: derived endpoints and ids, the environment, and missing values."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import DatabaseSettings, ServiceSettings, StorageSettings
+
+REALM = "https://idp.test/realms/a2a-mesh"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MESH_"):
+            monkeypatch.delenv(name)
+
+
+def test_settings_derive_endpoints_from_issuer() -> None:
+    settings = ServiceSettings(service_name="extractor", issuer=f"{REALM}/")
+
+    assert settings.realm_url == REALM
+    assert settings.jwks_endpoint == f"{REALM}/protocol/openid-connect/certs"
+    assert settings.token_endpoint == f"{REALM}/protocol/openid-connect/token"
+
+
+def test_settings_derive_client_audience_and_secret_from_service_name() -> None:
+    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+
+    assert settings.own_client_id == "extractor"
+    assert settings.accepted_audience == "extractor"
+    assert settings.own_secret_id == "a2a-mesh/clients/extractor"
+
+
+def test_settings_audience_and_secret_follow_an_explicit_client_id() -> None:
+    settings = ServiceSettings(
+        service_name="extractor", issuer=REALM, client_id="extractor-prod"
+    )
+
+    assert settings.accepted_audience == "extractor-prod"
+    assert settings.own_secret_id == "a2a-mesh/clients/extractor-prod"
+
+
+def test_settings_explicit_values_override_derived_ones() -> None:
+    settings = ServiceSettings(
+        service_name="extractor",
+        issuer=REALM,
+        jwks_url="https://keys.test/jwks.json",
+        audience="mesh",
+        client_secret_id="prod/extractor",
+    )
+
+    assert settings.jwks_endpoint == "https://keys.test/jwks.json"
+    assert settings.accepted_audience == "mesh"
+    assert settings.own_secret_id == "prod/extractor"
+
+
+def test_settings_are_read_from_mesh_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESH_SERVICE_NAME", "validator")
+    monkeypatch.setenv("MESH_ISSUER", REALM)
+    monkeypatch.setenv("MESH_PORT", "8003")
+    monkeypatch.setenv("MESH_ALLOWED_ALGORITHMS", '["RS256"]')
+
+    settings = ServiceSettings()
+
+    assert settings.service_name == "validator"
+    assert settings.port == 8003
+    assert settings.allowed_algorithms == ("RS256",)
+
+
+def test_settings_default_algorithms_are_asymmetric_only() -> None:
+    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+
+    assert settings.allowed_algorithms == ("RS256", "PS256", "ES256")
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [({"MESH_ISSUER": REALM}, "service_name"), ({"MESH_SERVICE_NAME": "x"}, "issuer")],
+)
+def test_settings_missing_required_field_raises_validation_error(
+    monkeypatch: pytest.MonkeyPatch, present: dict[str, str], missing: str
+) -> None:
+    for name, value in present.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError) as caught:
+        ServiceSettings()
+
+    [error] = caught.value.errors()
+    assert error["type"] == "missing"
+    assert error["loc"] == (missing,)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MESH_PORT", "70000"), ("MESH_LEEWAY_SECONDS", "3600"), ("MESH_PORT", "x")],
+)
+def test_settings_out_of_range_value_raises_validation_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("MESH_SERVICE_NAME", "extractor")
+    monkeypatch.setenv("MESH_ISSUER", REALM)
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError):
+        ServiceSettings()
+
+
+def test_settings_are_frozen() -> None:
+    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+
+    with pytest.raises(ValidationError):
+        settings.issuer = "https://evil.test"
+
+
+def test_database_settings_without_ca_file_raises_validation_error() -> None:
+    with pytest.raises(ValidationError) as caught:
+        DatabaseSettings()
+
+    [error] = caught.value.errors()
+    assert error["loc"] == ("db_ca_file",)
+
+
+def test_database_settings_read_ca_file_from_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MESH_DB_CA_FILE", str(tmp_path / "ca.pem"))
+
+    assert DatabaseSettings().db_ca_file == tmp_path / "ca.pem"
+
+
+def test_storage_settings_request_aes256_by_default() -> None:
+    settings = StorageSettings()
+
+    assert settings.s3_sse == "AES256"
+    assert settings.s3_kms_key_id is None
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "none", "RSA-OAEP"])
+def test_settings_refuse_symmetric_or_unknown_algorithms(algorithm: str) -> None:
+    with pytest.raises(ValidationError):
+        ServiceSettings(
+            service_name="extractor",
+            issuer="https://idp.invalid/realms/a2a-mesh",
+            allowed_algorithms=("RS256", algorithm),
+        )
