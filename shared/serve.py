@@ -25,7 +25,9 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=20,
+        # Idle keep-alive TLS connections would otherwise hold the shutdown
+        # until their clients close them; in-flight requests get this long.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
     )

@@ -62,6 +62,9 @@ class ServiceSettings(BaseSettings):
     ca_file: str | None = None
     """CA bundle for HTTPS to the identity provider and other services."""
 
+    shutdown_grace_seconds: int = Field(5, ge=1, le=25)
+    """On SIGTERM, how long open requests may take before connections close."""
+
     max_body_bytes: int = Field(1_048_576, gt=0)
     http_timeout_seconds: float = Field(30.0, gt=0)
 

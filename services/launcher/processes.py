@@ -69,7 +69,7 @@ class ManagedProcess:
                 time.sleep(0.1)
         raise StartupFailed(self.name, f"no answer from {url}", self.log_tail())
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         process = self._process
         if process is None or process.poll() is not None:
             return

@@ -46,6 +46,7 @@ from shared.storage import DocumentStorage
 logger = logging.getLogger(__name__)
 
 _MULTIPART_OVERHEAD = 64 * 1024
+_RESUME_LIMIT = 10_000
 
 # A plain HTTP route answers with the HTTP status a client library expects.
 _UPLOAD_STATUS: dict[type[MeshError], int] = {
@@ -225,6 +226,7 @@ def create_app(
             Pipeline(agents, tasks), tasks, concurrency=settings.max_concurrent_tasks
         )
         stack.push_async_callback(runner.stop, 15.0)
+        await runner.resume(await tasks.unfinished(_RESUME_LIMIT))
         storage = DocumentStorage(runtime.aws, settings)
         orchestrator = Orchestrator(tasks, runner, storage, agents, runtime.http)
         return ServiceParts(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 from services.orchestrator.pipeline import Pipeline
 from services.orchestrator.tasks import TaskRepository
@@ -27,6 +28,17 @@ class TaskRunner:
         job = asyncio.create_task(self._run(task_id, s3_key, cid))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
+
+    async def resume(self, unfinished: list[dict[str, Any]]) -> None:
+        """Run again the tasks a previous process left unfinished.
+
+        Every step is safe to repeat: the archivist keeps one row per document
+        and one log row per task and step.
+        """
+        for task in unfinished:
+            self.start(uuid.UUID(task["task_id"]), task["s3_key"], None)
+        if unfinished:
+            log_event(logger, "tasks.resumed", count=len(unfinished))
 
     async def _run(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> None:
         correlation_id.set(cid)
