@@ -20,7 +20,6 @@ from typing import NoReturn
 
 from certs.authority import main as certs_main
 from services.launcher import demo
-from services.launcher.caller import MeshCaller
 from services.launcher.errors import LauncherError
 from services.launcher.mesh import LocalMesh
 
@@ -93,18 +92,8 @@ def _demo(paths: Sequence[Path], *, as_json: bool) -> int:
 
 
 async def _process(mesh: LocalMesh, files: Sequence[Path]) -> list[demo.Outcome]:
-    async with _caller(mesh, demo.DEMO_CLIENT) as caller:
+    async with mesh.caller(demo.DEMO_CLIENT) as caller:
         return await demo.process_all(caller, files)
-
-
-def _caller(mesh: LocalMesh, client_id: str) -> MeshCaller:
-    return MeshCaller(
-        mesh.url("orchestrator"),
-        token_url=mesh.addresses.token_url,
-        client_id=client_id,
-        client_secret=mesh.client_secrets[client_id],
-        ca_file=mesh.ca_file,
-    )
 
 
 def _up() -> int:

@@ -23,6 +23,7 @@ from typing import Self
 from certs.authority import DevCertificates, ensure_dev_certs
 from services.identity.realm import load_realm
 from services.launcher.aws import LOCAL_AWS_ENV, aws_process, seed
+from services.launcher.caller import MeshCaller
 from services.launcher.errors import StartupFailed
 from services.launcher.pg_setup import find_postgres_bin
 from services.launcher.ports import free_port
@@ -171,6 +172,16 @@ class LocalMesh:
             f"{self.url(name)}/health",
             ca_file=self.ca_file,
             timeout=_START_TIMEOUT,
+        )
+
+    def caller(self, client_id: str) -> MeshCaller:
+        """A caller of the orchestrator, authenticated as a realm client."""
+        return MeshCaller(
+            self.url("orchestrator"),
+            token_url=self.addresses.token_url,
+            client_id=client_id,
+            client_secret=self.client_secrets[client_id],
+            ca_file=self.ca_file,
         )
 
     def url(self, name: str) -> str:

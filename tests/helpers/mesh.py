@@ -6,20 +6,8 @@ from typing import Any
 
 import httpx
 
-from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
 from shared.tls import client_context
-
-
-def caller_for(mesh: LocalMesh, client_id: str) -> MeshCaller:
-    """A caller authenticated as one of the realm's clients."""
-    return MeshCaller(
-        mesh.url("orchestrator"),
-        token_url=mesh.addresses.token_url,
-        client_id=client_id,
-        client_secret=mesh.client_secrets[client_id],
-        ca_file=mesh.ca_file,
-    )
 
 
 async def post_rpc(
@@ -44,5 +32,5 @@ async def post_rpc(
 
 async def client_token(mesh: LocalMesh, client_id: str) -> str:
     """A real token from the identity provider for a realm client."""
-    async with caller_for(mesh, client_id) as caller:
+    async with mesh.caller(client_id) as caller:
         return await caller.token()

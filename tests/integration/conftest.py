@@ -11,7 +11,6 @@ import pytest
 
 from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
-from tests.helpers.mesh import caller_for
 from tests.helpers.tokens import TokenForge
 
 
@@ -38,5 +37,5 @@ async def database(mesh: LocalMesh) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def processor(mesh: LocalMesh) -> AsyncIterator[MeshCaller]:
-    async with caller_for(mesh, "document-processor") as caller:
+    async with mesh.caller("document-processor") as caller:
         yield caller

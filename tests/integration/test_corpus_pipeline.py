@@ -16,7 +16,6 @@ import pytest
 from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
 from tests.helpers.corpus import CORPUS
-from tests.helpers.mesh import caller_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ class Processed:
 @pytest.fixture(scope="module")
 def processed(mesh: LocalMesh) -> Iterator[dict[str, Processed]]:
     async def run() -> dict[str, Processed]:
-        async with caller_for(mesh, "document-processor") as caller:
+        async with mesh.caller("document-processor") as caller:
             results = await asyncio.gather(
                 *(_upload_and_wait(caller, CORPUS / name) for name in CORPUS_FILES)
             )

@@ -12,7 +12,6 @@ from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
 from shared.tls import client_context
 from tests.helpers.corpus import corpus_file
-from tests.helpers.mesh import caller_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +119,7 @@ async def test_pending_documents_lists_only_unfinished_tasks(
 
 
 async def test_discover_agents_lists_the_three_agents(mesh: LocalMesh) -> None:
-    async with caller_for(mesh, "mesh-admin") as admin:
+    async with mesh.caller("mesh-admin") as admin:
         found = await admin.result("discover_agents")
     by_name = {agent["name"]: agent for agent in found["agents"]}
 
@@ -207,7 +206,7 @@ async def test_viewer_may_not_upload(
     mesh: LocalMesh, database: asyncpg.Connection
 ) -> None:
     before = await database.fetchval("SELECT count(*) FROM tasks")
-    async with caller_for(mesh, "viewer") as viewer:
+    async with mesh.caller("viewer") as viewer:
         response = await viewer.upload(corpus_file("txt/report-02.txt"))
 
     assert response.status_code == 403
