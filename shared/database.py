@@ -9,7 +9,10 @@ when the server refuses it, so a rotated password causes no outage.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -25,6 +28,72 @@ logger = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x6132615F6D657368
 
 Pool = asyncpg.Pool
+if TYPE_CHECKING:
+    Connection = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+
+# What a lost, refused or restarting server looks like to asyncpg.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+class Database:
+    """The connection pool, with a lost server reported as ``DependencyUnavailable``.
+
+    Repositories talk to this, never to asyncpg's pool, so a database outage is
+    a -32013 for the caller and not an internal error.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    async def execute(self, query: str, *args: object) -> str:
+        async with _translated():
+            return await self.pool.execute(query, *args)
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with _translated():
+            return await self.pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with _translated():
+            return await self.pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        async with _translated():
+            return await self.pool.fetchval(query, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction, committed when the block ends."""
+        async with (
+            _translated(),
+            self.pool.acquire() as connection,
+            connection.transaction(),
+        ):
+            yield connection
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        log_event(
+            logger,
+            "database.unavailable",
+            level=logging.ERROR,
+            error=type(exc).__name__,
+        )
+        raise DependencyUnavailable("database") from exc
 
 
 async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:

@@ -66,7 +66,7 @@ def log_event(
     event: str,
     *,
     level: int = logging.INFO,
-    exc_info: bool = False,
+    exc_info: bool | BaseException = False,
     **fields: Any,
 ) -> None:
     """Log ``event`` with key/value ``fields``."""

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
 from shared.auth.principal import Principal
-from shared.errors import MeshError, PayloadTooLarge
+from shared.errors import InternalError, MeshError, PayloadTooLarge
 from shared.jsonrpc import Call, Dispatcher, Method, error_reply
 from shared.logging import correlation_id, log_event
 from shared.runtime import Runtime, open_runtime
@@ -78,6 +78,7 @@ def create_service_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(AuthMiddleware, protected=protected)
     app.add_middleware(CorrelationMiddleware)
     _add_common_routes(app, settings, description)
@@ -151,6 +152,18 @@ def _add_common_routes(
         if reply.body is None:
             return Response(status_code=reply.status)
         return JSONResponse(reply.body, status_code=reply.status)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Our fault: a generic -32603 for the caller, the detail for the log."""
+    log_event(
+        logger,
+        "request.internal_error",
+        level=logging.ERROR,
+        exc_info=exc,
+        path=request.url.path,
+    )
+    return mesh_error_response(InternalError())
 
 
 async def _run_check(check: Check) -> str:

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from services.archivist.repository import DocumentRepository, Step
 from services.archivist.settings import ArchivistSettings
-from shared.database import apply_migrations, create_pool
+from shared.database import Database, apply_migrations, create_pool
 from shared.documents import DocumentType, Extraction, S3Key, Validation
 from shared.errors import DocumentNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
@@ -139,9 +139,10 @@ def create_app(
         pool = await create_pool(settings, runtime.secrets)
         stack.push_async_callback(pool.close)
         await apply_migrations(pool)
+        database = Database(pool)
         return ServiceParts(
-            methods=Archivist(DocumentRepository(pool)).methods(),
-            checks={"database": lambda: pool.fetchval("SELECT 1")},
+            methods=Archivist(DocumentRepository(database)).methods(),
+            checks={"database": lambda: database.fetchval("SELECT 1")},
         )
 
     return create_service_app(

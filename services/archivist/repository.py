@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared.database import Pool
+from shared.database import Database
 from shared.documents import Extraction, Validation
 
 _DOCUMENT_COLUMNS = (
@@ -33,8 +33,8 @@ class Archived:
 
 
 class DocumentRepository:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def archive(
         self,
@@ -48,7 +48,7 @@ class DocumentRepository:
         The same key and content leave one row, and a step already logged for
         this task is not logged twice, so a retried call changes nothing.
         """
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._db.transaction() as connection:
             row = await connection.fetchrow(
                 """
                 INSERT INTO documents (
@@ -107,7 +107,7 @@ class DocumentRepository:
         return await self._one("s3_key = $1", s3_key)
 
     async def _one(self, condition: str, value: object) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(
+        row = await self._db.fetchrow(
             f"SELECT {_DOCUMENT_COLUMNS}, extracted_data, validation"  # noqa: S608
             f" FROM documents WHERE {condition}"
             " ORDER BY updated_at DESC LIMIT 1",
@@ -123,7 +123,7 @@ class DocumentRepository:
         return document
 
     async def _log(self, document_id: uuid.UUID) -> list[dict[str, Any]]:
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             "SELECT task_id, step, status, duration_ms, detail, created_at"
             " FROM processing_log WHERE document_id = $1 ORDER BY id",
             document_id,
@@ -154,7 +154,7 @@ class DocumentRepository:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f"%{escaped}%"
 
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             f"SELECT {_DOCUMENT_COLUMNS} FROM documents"  # noqa: S608
             " WHERE ($1::text IS NULL OR document_type = $1)"
             "   AND ($2::text IS NULL OR extracted_data->>'text' ILIKE $2"
@@ -170,7 +170,7 @@ class DocumentRepository:
         return [_summary(row) for row in rows]
 
     async def stats(self) -> dict[str, Any]:
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             "SELECT document_type, count(*) AS documents,"
             " round(avg(validation_score), 1) AS average_score"
             " FROM documents GROUP BY document_type ORDER BY document_type"

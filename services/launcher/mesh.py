@@ -14,7 +14,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -69,12 +69,19 @@ class LocalMesh:
     """Starts and stops the mesh; use as a context manager."""
 
     def __init__(
-        self, work_dir: Path | None = None, *, log_level: str = "INFO"
+        self,
+        work_dir: Path | None = None,
+        *,
+        log_level: str = "INFO",
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._own_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
         self.log_dir = self.work_dir / "logs"
         self._log_level = log_level
+        self._env_overrides = {
+            name: dict(env) for name, env in (service_env or {}).items()
+        }
         self.client_secrets: dict[str, str] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.database: PostgresCluster | None = None
@@ -251,7 +258,7 @@ class LocalMesh:
         if name == "orchestrator":
             for agent in AGENTS:
                 env[f"MESH_{agent.upper()}_URL"] = self.addresses.urls[agent]
-        return env
+        return env | self._env_overrides.get(name, {})
 
 
 @contextlib.contextmanager

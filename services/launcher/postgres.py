@@ -139,6 +139,22 @@ class PostgresCluster:
         finally:
             self._remove_work_dir()
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; ``restart`` brings it back."""
+        self._kill_postmaster()
+        self._running = False
+
+    def restart(self) -> None:
+        """Start the server again on its port and data, after a stop or a kill."""
+        bin_dir = self._bin_dir or find_postgres_bin()
+        wait = max(int(self.timeout), 1)
+        command = self._start_command(bin_dir, wait)
+        returncode, output = self._run(command, timeout=wait + 10)
+        if returncode != 0:
+            raise StartupFailed("postgres", "restart failed", _tail(output))
+        self._running = True
+        log_event(logger, "postgres.restarted", port=self.port)
+
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that verifies the server against our CA."""
         context = ssl.create_default_context(cafile=self.ca_path)
@@ -282,8 +298,10 @@ class PostgresCluster:
             "ssl_min_protocol_version": "'TLSv1.2'",
             "password_encryption": "'scram-sha-256'",
             "shared_buffers": "'32MB'",
+            # A throwaway cluster may lose data when the machine crashes, never
+            # when the server does: commits still reach the WAL before they
+            # are acknowledged (synchronous_commit stays on).
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
         }
         text = "".join(f"{name} = {value}\n" for name, value in settings.items())
@@ -291,15 +309,7 @@ class PostgresCluster:
 
     def _launch(self, bin_dir: Path) -> None:
         wait = max(int(self.timeout), 1)
-        command = [
-            str(bin_dir / "pg_ctl"),
-            f"--pgdata={self.data_dir}",
-            f"--log={self.log_path}",
-            f"--timeout={wait}",
-            "--wait",
-            "--silent",
-            "start",
-        ]
+        command = self._start_command(bin_dir, wait)
 
         for attempt in range(1, _BIND_ATTEMPTS + 1):
             self.port = free_port()
@@ -328,6 +338,17 @@ class PostgresCluster:
 
             reason = "timed out" if returncode is None else f"exit {returncode}"
             raise StartupFailed("postgres", reason, log_tail)
+
+    def _start_command(self, bin_dir: Path, wait: int) -> list[str]:
+        return [
+            str(bin_dir / "pg_ctl"),
+            f"--pgdata={self.data_dir}",
+            f"--log={self.log_path}",
+            f"--timeout={wait}",
+            "--wait",
+            "--silent",
+            "start",
+        ]
 
     def _shutdown(self, bin_dir: Path) -> None:
         if self._work_dir is None or not (self.data_dir / "postmaster.pid").exists():

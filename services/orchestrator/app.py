@@ -20,7 +20,7 @@ from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.tasks import TaskRepository
 from services.orchestrator.upload import content_type_of, object_key
 from shared.client import AgentClient
-from shared.database import apply_migrations, create_pool
+from shared.database import Database, apply_migrations, create_pool
 from shared.documents import S3Key
 from shared.errors import (
     DependencyUnavailable,
@@ -215,8 +215,9 @@ def create_app(
         pool = await create_pool(settings, runtime.secrets)
         stack.push_async_callback(pool.close)
         await apply_migrations(pool)
+        database = Database(pool)
 
-        tasks = TaskRepository(pool)
+        tasks = TaskRepository(database)
         agents = Agents(
             extractor=runtime.agent("extractor", settings.extractor_url),
             validator=runtime.agent("validator", settings.validator_url),
@@ -226,12 +227,22 @@ def create_app(
             Pipeline(agents, tasks), tasks, concurrency=settings.max_concurrent_tasks
         )
         stack.push_async_callback(runner.stop, 15.0)
-        await runner.resume(await tasks.unfinished(_RESUME_LIMIT))
+        runner.resume(await tasks.unfinished(_RESUME_LIMIT))
+        watch = asyncio.create_task(
+            runner.watch(
+                interval=settings.task_watch_interval_seconds,
+                stale_after=settings.task_stale_seconds,
+            )
+        )
+        stack.callback(watch.cancel)
         storage = DocumentStorage(runtime.aws, settings)
         orchestrator = Orchestrator(tasks, runner, storage, agents, runtime.http)
         return ServiceParts(
             methods=orchestrator.methods(),
-            checks={"database": lambda: pool.fetchval("SELECT 1"), "s3": storage.check},
+            checks={
+                "database": lambda: database.fetchval("SELECT 1"),
+                "s3": storage.check,
+            },
             state=orchestrator,
         )
 

@@ -1,4 +1,9 @@
-"""Runs pipelines in the background, a bounded number at a time."""
+"""Runs pipelines in the background, a bounded number at a time.
+
+A task must never be lost: when recording its end fails (the database was
+down), the task stays unfinished in the table, and the watch loop runs it
+again once it has been left alone for a while. Every step is safe to repeat.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from services.orchestrator.pipeline import Pipeline
 from services.orchestrator.tasks import TaskRepository
+from shared.errors import DependencyUnavailable
 from shared.logging import correlation_id, log_event
 
 logger = logging.getLogger(__name__)
@@ -22,40 +28,66 @@ class TaskRunner:
         self._tasks = tasks
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._active: set[uuid.UUID] = set()
 
     def start(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> None:
-        """Schedule a task; the caller does not wait for it."""
+        """Schedule a task unless it is already running here."""
+        if task_id in self._active:
+            return
+        self._active.add(task_id)
         job = asyncio.create_task(self._run(task_id, s3_key, cid))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 
-    async def resume(self, unfinished: list[dict[str, Any]]) -> None:
-        """Run again the tasks a previous process left unfinished.
-
-        Every step is safe to repeat: the archivist keeps one row per document
-        and one log row per task and step.
-        """
-        for task in unfinished:
+    def resume(self, unfinished: list[dict[str, Any]]) -> int:
+        """Run again unfinished tasks that are not running here; how many."""
+        fresh = [t for t in unfinished if uuid.UUID(t["task_id"]) not in self._active]
+        for task in fresh:
             self.start(uuid.UUID(task["task_id"]), task["s3_key"], None)
-        if unfinished:
-            log_event(logger, "tasks.resumed", count=len(unfinished))
+        if fresh:
+            log_event(logger, "tasks.resumed", count=len(fresh))
+        return len(fresh)
+
+    async def watch(self, *, interval: float, stale_after: float) -> None:
+        """Forever: resume tasks left unfinished for ``stale_after`` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.resume(await self._tasks.stale(stale_after, limit=1000))
+            except DependencyUnavailable:
+                log_event(logger, "tasks.watch_skipped", level=logging.WARNING)
 
     async def _run(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> None:
         correlation_id.set(cid)
-        async with self._slots:
-            try:
-                await self._pipeline.run(task_id, s3_key)
-            except Exception:
-                # Our own fault (the database, a bug): record it rather than
-                # leave the task looking busy forever.
-                log_event(
-                    logger,
-                    "task.crashed",
-                    level=logging.ERROR,
-                    exc_info=True,
-                    task_id=str(task_id),
-                )
-                await self._mark_failed(task_id)
+        try:
+            async with self._slots:
+                await self._guarded(task_id, s3_key)
+        finally:
+            self._active.discard(task_id)
+
+    async def _guarded(self, task_id: uuid.UUID, s3_key: str) -> None:
+        try:
+            await self._pipeline.run(task_id, s3_key)
+        except DependencyUnavailable as exc:
+            # Our own database is away: the task cannot even be marked, so it
+            # stays unfinished and the watch loop runs it again later.
+            log_event(
+                logger,
+                "task.deferred",
+                level=logging.WARNING,
+                task_id=str(task_id),
+                dependency=exc.dependency,
+            )
+        except Exception:
+            # A bug: record it rather than leave the task looking busy.
+            log_event(
+                logger,
+                "task.crashed",
+                level=logging.ERROR,
+                exc_info=True,
+                task_id=str(task_id),
+            )
+            await self._mark_failed(task_id)
 
     async def _mark_failed(self, task_id: uuid.UUID) -> None:
         try:
@@ -65,7 +97,7 @@ class TaskRunner:
                 reason="The orchestrator hit an internal error; see its log",
                 timings={},
             )
-        except Exception:
+        except DependencyUnavailable:
             log_event(
                 logger, "task.unrecorded", level=logging.ERROR, task_id=str(task_id)
             )

@@ -19,3 +19,6 @@ class OrchestratorSettings(ServiceSettings, DatabaseSettings, StorageSettings):
     upload_prefix: str = "uploads/"
     max_concurrent_tasks: int = Field(16, ge=1)
     """Pipelines run at once by this replica; more wait their turn."""
+    task_watch_interval_seconds: float = Field(10.0, gt=0)
+    task_stale_seconds: float = Field(60.0, gt=0)
+    """An unfinished task untouched this long is run again."""

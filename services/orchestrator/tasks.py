@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any, Literal
 
-from shared.database import Pool
+from shared.database import Database
 
 Status = Literal[
     "pending", "extracting", "validating", "archiving", "completed", "failed"
@@ -21,14 +21,14 @@ _COLUMNS = (
 
 
 class TaskRepository:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def create(
         self, s3_key: str, *, submitted_by: str, correlation_id: str | None
     ) -> uuid.UUID:
         task_id = uuid.uuid4()
-        await self._pool.execute(
+        await self._db.execute(
             "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id)"
             " VALUES ($1, $2, $3, $4)",
             task_id,
@@ -40,7 +40,7 @@ class TaskRepository:
 
     async def enter(self, task_id: uuid.UUID, status: Status) -> None:
         """Move a running task to its next stage."""
-        await self._pool.execute(
+        await self._db.execute(
             "UPDATE tasks SET status = $2, stage = $2, updated_at = now(),"
             " started_at = coalesce(started_at, now()),"
             " attempts = attempts + (CASE WHEN $2 = 'extracting' THEN 1 ELSE 0 END)"
@@ -57,7 +57,7 @@ class TaskRepository:
         result: dict[str, Any],
         timings: dict[str, float],
     ) -> None:
-        await self._pool.execute(
+        await self._db.execute(
             "UPDATE tasks SET status = 'completed', document_id = $2, result = $3,"
             " timings = $4, reason = NULL, reason_code = NULL,"
             " updated_at = now(), finished_at = now() WHERE id = $1",
@@ -75,7 +75,7 @@ class TaskRepository:
         reason: str,
         timings: dict[str, float],
     ) -> None:
-        await self._pool.execute(
+        await self._db.execute(
             "UPDATE tasks SET status = 'failed', reason_code = $2, reason = $3,"
             " timings = $4, updated_at = now(), finished_at = now() WHERE id = $1",
             task_id,
@@ -85,14 +85,26 @@ class TaskRepository:
         )
 
     async def get(self, task_id: uuid.UUID) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(
+        row = await self._db.fetchrow(
             f"SELECT {_COLUMNS} FROM tasks WHERE id = $1",  # noqa: S608
             task_id,
         )
         return None if row is None else _task(row)
 
+    async def stale(self, seconds: float, *, limit: int) -> list[dict[str, Any]]:
+        """Unfinished tasks nobody has moved on for ``seconds``."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
+            " WHERE status NOT IN ('completed', 'failed')"
+            "   AND updated_at < now() - make_interval(secs => $1)"
+            " ORDER BY updated_at, id LIMIT $2",
+            seconds,
+            limit,
+        )
+        return [_task(row) for row in rows]
+
     async def unfinished(self, limit: int) -> list[dict[str, Any]]:
-        rows = await self._pool.fetch(
+        rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
             " WHERE status NOT IN ('completed', 'failed')"
             " ORDER BY created_at, id LIMIT $1",

@@ -16,7 +16,12 @@ from tests.helpers.tokens import TokenForge
 
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[LocalMesh]:
-    with LocalMesh() as running:
+    # Quick to re-run tasks that an outage left unfinished, so fault tests end soon.
+    recovery = {
+        "MESH_TASK_STALE_SECONDS": "2",
+        "MESH_TASK_WATCH_INTERVAL_SECONDS": "0.5",
+    }
+    with LocalMesh(service_env={"orchestrator": recovery}) as running:
         yield running
 
 
