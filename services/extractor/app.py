@@ -78,6 +78,8 @@ class Extractor:
             s3_key=params.s3_key,
             content_type=stored.content_type,
             max_pdf_pages=self._settings.max_pdf_pages,
+            max_text_chars=self._settings.max_text_chars,
+            max_table_rows=self._settings.max_table_rows,
         )
         log_event(
             logger,

@@ -92,8 +92,13 @@ def extract(
     s3_key: str,
     content_type: str | None = None,
     max_pdf_pages: int = 500,
+    max_text_chars: int = 1_000_000,
+    max_table_rows: int = 10_000,
 ) -> Extraction:
     """Extract text, tables and key fields from a document's bytes.
+
+    Text beyond ``max_text_chars`` and rows beyond ``max_table_rows`` are cut,
+    with a warning, so that the result stays small enough to pass along.
 
     Raises ``DocumentRejected`` (reasons ``empty_document``,
     ``unsupported_type``, ``encrypted_pdf``, ``unreadable_pdf``,
@@ -113,6 +118,7 @@ def extract(
             f"The document is declared as {declared} but its content is "
             f"{content.format}; it was read as {content.format}"
         )
+    _bound(content, max_text_chars, max_table_rows)
     return Extraction(
         s3_key=s3_key,
         content_hash=hashlib.sha256(data).hexdigest(),
@@ -129,6 +135,38 @@ def extract(
         key_fields=content.key_fields,
         warnings=content.warnings,
     )
+
+
+def _bound(content: _Content, max_chars: int, max_rows: int) -> None:
+    """Cut text, pages and rows to the limits, saying so in the warnings."""
+    if len(content.text) > max_chars:
+        content.warnings.append(
+            f"The text was cut to its first {max_chars} of {len(content.text)} "
+            "characters"
+        )
+        content.text = content.text[:max_chars]
+
+    kept: list[Page] = []
+    room = max_chars
+    for page in content.pages:
+        if room <= 0:
+            break
+        kept.append(
+            page
+            if len(page.text) <= room
+            else page.model_copy(update={"text": page.text[:room]})
+        )
+        room -= len(page.text)
+    content.pages = kept
+
+    for index, table in enumerate(content.tables):
+        if len(table.rows) > max_rows:
+            content.warnings.append(
+                f"Only the first {max_rows} of {len(table.rows)} rows were kept"
+            )
+            content.tables[index] = table.model_copy(
+                update={"rows": table.rows[:max_rows]}
+            )
 
 
 def declared_format(s3_key: str, content_type: str | None) -> DocumentFormat | None:

@@ -28,6 +28,7 @@ from shared.errors import (
     Forbidden,
     InvalidParams,
     MeshError,
+    PayloadTooLarge,
     TaskNotFound,
 )
 from shared.jsonrpc import Call, Method, NoParams, Params
@@ -181,7 +182,7 @@ class Orchestrator:
         content_type = content_type_of(upload)
         data = await upload.read()
         if len(data) > max_bytes:
-            raise InvalidParams(f"The file exceeds {max_bytes} bytes")
+            raise PayloadTooLarge(f"The file exceeds {max_bytes} bytes")
 
         key = object_key(prefix, upload.filename or "document")
         await self._storage.put(key, data, content_type)

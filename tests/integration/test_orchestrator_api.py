@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -223,3 +225,39 @@ async def test_upload_needs_a_token(mesh: LocalMesh) -> None:
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == -32001
+
+
+async def test_a_large_text_document_is_cut_and_completes(
+    processor: MeshCaller, database: asyncpg.Connection, tmp_path: Path
+) -> None:
+    large = tmp_path / "large-report.txt"
+    await asyncio.to_thread(
+        large.write_text, "Company: Big Corp\nRevenue: 1000\n" * 300_000
+    )
+
+    uploaded = (await processor.upload(large)).json()
+    task = await processor.wait(uploaded["task_id"])
+
+    assert task["status"] == "completed", task
+    warnings = await database.fetchval(
+        "SELECT extracted_data->'warnings' FROM documents WHERE s3_key = $1",
+        uploaded["s3_key"],
+    )
+    assert "cut to its first" in warnings
+
+
+async def test_upload_over_the_size_limit_is_413(
+    mesh: LocalMesh, processor: MeshCaller
+) -> None:
+    too_big = b"a" * (25 * 1024 * 1024 + 1)
+    async with httpx.AsyncClient(
+        verify=client_context(mesh.ca_file), timeout=60
+    ) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            files={"file": ("big.txt", too_big, "text/plain")},
+            headers={"Authorization": f"Bearer {await processor.token()}"},
+        )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == -32600
