@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -11,7 +12,7 @@ DocumentType = Literal["invoice", "contract", "report", "table", "document"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Page(_Model):
@@ -81,14 +82,26 @@ class Validation(_Model):
     rules: list[RuleResult]
 
 
+# Control, format (bidi overrides, zero-width), separator, surrogate and
+# unassigned characters: none belongs in a key or a search, and some would
+# let a value disguise itself in a terminal or a log.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(value: str) -> str:
+    """``value`` unchanged, or ``ValueError`` if it holds an unprintable character."""
+    for ch in value:
+        if unicodedata.category(ch) in _UNPRINTABLE:
+            raise ValueError(f"must not contain the character U+{ord(ch):04X}")
+    return value
+
+
 def _check_s3_key(key: str) -> str:
     if key.startswith("/") or "\\" in key:
         raise ValueError("must be a relative key without backslashes")
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError("must not contain empty, '.' or '..' segments")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise ValueError("must not contain control characters")
-    return key
+    return printable(key)
 
 
 S3Key = Annotated[

@@ -36,9 +36,11 @@ RequestId = str | int | None
 
 
 class Params(BaseModel):
-    """Base of every method's parameters: unknown fields are refused."""
+    """Base of every method's parameters: unknown fields and wrong types are
+    refused, not coerced ("10" is not a number). Fields that JSON can only
+    carry as strings (UUIDs) opt out with ``Field(strict=False)``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoParams(Params):

@@ -8,15 +8,16 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from services.archivist.repository import DocumentRepository, Step
 from services.archivist.settings import ArchivistSettings
 from shared.database import Database, apply_migrations, create_pool
-from shared.documents import DocumentType, Extraction, S3Key, Validation
+from shared.documents import Extraction, Validation
 from shared.errors import DocumentNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import log_event
+from shared.lookup import GetDocumentParams, SearchParams
 from shared.runtime import Runtime
 from shared.secrets import SecretStore
 from shared.service import ServiceParts, create_service_app
@@ -32,29 +33,10 @@ class StepParams(Params):
 
 
 class ArchiveParams(Params):
-    task_id: uuid.UUID
+    task_id: uuid.UUID = Field(strict=False)
     extraction: Extraction
     validation: Validation
     steps: list[StepParams] = Field(default=[], max_length=32)
-
-
-class GetDocumentParams(Params):
-    document_id: uuid.UUID | None = None
-    s3_key: S3Key | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> GetDocumentParams:
-        if (self.document_id is None) == (self.s3_key is None):
-            raise ValueError("give exactly one of document_id and s3_key")
-        return self
-
-
-class SearchParams(Params):
-    document_type: DocumentType | None = None
-    text: str | None = Field(None, min_length=1, max_length=200)
-    min_score: int | None = Field(None, ge=0, le=100)
-    limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=10_000)
 
 
 class Archivist:

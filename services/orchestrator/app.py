@@ -33,6 +33,7 @@ from shared.errors import (
 )
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import correlation_id, log_event
+from shared.lookup import GetDocumentParams, SearchParams
 from shared.runtime import Runtime
 from shared.secrets import SecretStore
 from shared.service import (
@@ -66,7 +67,7 @@ class BatchParams(Params):
 
 
 class TaskParams(Params):
-    task_id: uuid.UUID
+    task_id: uuid.UUID = Field(strict=False)
 
 
 class PendingParams(Params):
@@ -115,6 +116,24 @@ class Orchestrator:
                 "Tasks not yet completed or failed, oldest first.",
             ),
             Method(
+                "get_document",
+                GetDocumentParams,
+                self.get_document,
+                "An archived document by document_id or s3_key (from the archivist).",
+            ),
+            Method(
+                "search_documents",
+                SearchParams,
+                self.search_documents,
+                "Archived documents by type, text and minimum score.",
+            ),
+            Method(
+                "get_document_stats",
+                NoParams,
+                self.get_document_stats,
+                "Counts and average scores per document type.",
+            ),
+            Method(
                 "discover_agents",
                 NoParams,
                 self.discover_agents,
@@ -147,6 +166,17 @@ class Orchestrator:
     async def list_pending_documents(self, params: PendingParams, call: Call) -> Any:
         tasks = await self._tasks.unfinished(params.limit)
         return {"tasks": tasks, "count": len(tasks)}
+
+    # Look-ups go to the archivist under the orchestrator's own token: the
+    # caller's role was checked here, and the archivist is not exposed.
+    async def get_document(self, params: GetDocumentParams, call: Call) -> Any:
+        return await self._agents.archivist.call("get_document", _plain(params))
+
+    async def search_documents(self, params: SearchParams, call: Call) -> Any:
+        return await self._agents.archivist.call("search_documents", _plain(params))
+
+    async def get_document_stats(self, params: NoParams, call: Call) -> Any:
+        return await self._agents.archivist.call("get_document_stats", {})
 
     async def discover_agents(self, params: NoParams, call: Call) -> Any:
         agents = (
@@ -189,6 +219,10 @@ class Orchestrator:
         principal = principal_of(request)
         task = await self.submit(key, principal.client_id)
         return {**task, "file_name": upload.filename, "size_bytes": len(data)}
+
+
+def _plain(params: Params) -> dict[str, Any]:
+    return params.model_dump(mode="json", exclude_none=True)
 
 
 async def _single_file(request: Request, body: bytes) -> UploadFile:

@@ -261,3 +261,57 @@ async def test_upload_over_the_size_limit_is_413(
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == -32600
+
+
+async def test_viewer_reads_the_archive_through_the_orchestrator(
+    mesh: LocalMesh, processor: MeshCaller
+) -> None:
+    uploaded = (await processor.upload(corpus_file("pdf/sample_contract.pdf"))).json()
+    task = await processor.wait(uploaded["task_id"])
+
+    async with mesh.caller("viewer") as viewer:
+        document = await viewer.result(
+            "get_document", {"document_id": task["document_id"]}
+        )
+        found = await viewer.result(
+            "search_documents", {"document_type": "contract", "text": "AGREEMENT"}
+        )
+        stats = await viewer.result("get_document_stats")
+        refused = await viewer.rpc("process_document", {"s3_key": uploaded["s3_key"]})
+
+    assert document["s3_key"] == uploaded["s3_key"]
+    assert document["processing_log"][-1]["step"] == "archive_document"
+    assert task["document_id"] in [d["document_id"] for d in found["documents"]]
+    assert stats["by_type"]["contract"]["documents"] >= 1
+    assert refused["error"]["code"] == -32002
+
+
+async def test_unknown_document_is_32010_through_the_orchestrator(
+    processor: MeshCaller, mesh: LocalMesh
+) -> None:
+    async with mesh.caller("viewer") as viewer:
+        reply = await viewer.rpc("get_document", {"document_id": str(uuid.uuid4())})
+
+    assert reply["error"]["code"] == -32010
+    assert reply["error"]["data"]["reason"] == "missing_document"
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("list_pending_documents", {"limit": "10"}),
+        ("list_pending_documents", {"limit": True}),
+        ("search_documents", {"text": "\u0000"}),
+        ("search_documents", {"min_score": "50"}),
+        ("get_document", {"s3_key": "uploads/\u202etxt.exe"}),
+        ("get_document", {"s3_key": "uploads/a\u2028b.pdf"}),
+        ("get_document", {}),
+    ],
+)
+async def test_wrong_types_and_unprintable_text_are_32602(
+    mesh: LocalMesh, method: str, params: dict[str, object]
+) -> None:
+    async with mesh.caller("mesh-admin") as admin:
+        reply = await admin.rpc(method, params)
+
+    assert reply["error"]["code"] == -32602

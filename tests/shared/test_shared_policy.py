@@ -9,10 +9,19 @@ import pytest
 
 from shared.auth.policy import Policy
 
-# The role table of SYSTEM.md ("Roles"), and every method SYSTEM.md names.
+# The role table of SYSTEM.md ("Roles"), and every method SYSTEM.md names. One
+# addition: only the orchestrator faces callers, so it passes viewers' archive
+# look-ups on to the archivist, and its role may make them.
 SYSTEM_ROLE_TABLE: dict[str, frozenset[str]] = {
     "orchestrator": frozenset(
-        {"extract_document", "validate_document", "archive_document", "get_document"}
+        {
+            "extract_document",
+            "validate_document",
+            "archive_document",
+            "get_document",
+            "search_documents",
+            "get_document_stats",
+        }
     ),
     "lambda": frozenset({"process_document", "process_batch", "upload"}),
     "document-processor": frozenset(

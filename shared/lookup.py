@@ -1,0 +1,35 @@
+"""Parameters of the archive look-ups, which the archivist answers and the
+orchestrator passes on for callers outside the mesh."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from shared.documents import DocumentType, S3Key, printable
+from shared.jsonrpc import Params
+
+SearchText = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(printable)
+]
+
+
+class GetDocumentParams(Params):
+    document_id: uuid.UUID | None = Field(None, strict=False)
+    s3_key: S3Key | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GetDocumentParams:
+        if (self.document_id is None) == (self.s3_key is None):
+            raise ValueError("give exactly one of document_id and s3_key")
+        return self
+
+
+class SearchParams(Params):
+    document_type: DocumentType | None = None
+    text: SearchText | None = None
+    min_score: int | None = Field(None, ge=0, le=100)
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000)
