@@ -33,16 +33,27 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def object_key(prefix: str, file_name: str) -> str:
-    """A fresh key under ``prefix``: date folders, a unique id, a safe name."""
-    safe = _UNSAFE.sub("_", PurePosixPath(file_name).name).strip("._") or "document"
+    """A fresh key under ``prefix``: date folders, a unique id, a safe name
+    that keeps its extension however long the name was."""
+    stem, suffix = _split(PurePosixPath(file_name).name)
+    safe = _UNSAFE.sub("_", stem).strip("._")[:120] or "document"
+    suffix = _UNSAFE.sub("_", suffix)
     day = datetime.now(UTC).strftime("%Y/%m/%d")
-    return f"{prefix.rstrip('/')}/{day}/{uuid.uuid4().hex}-{safe[:120]}"
+    return f"{prefix.rstrip('/')}/{day}/{uuid.uuid4().hex}-{safe}{suffix}"
+
+
+def _split(name: str) -> tuple[str, str]:
+    """``("report", ".pdf")`` for ``report.pdf``; a bare ``.pdf`` is all suffix."""
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        return name, ""
+    return stem, f".{extension.lower()}"
 
 
 def content_type_of(upload: UploadFile) -> str:
     """The stored content type; refuses names and types the mesh cannot read."""
     name = upload.filename or ""
-    suffix = PurePosixPath(name).suffix.lower()
+    _, suffix = _split(PurePosixPath(name).name)
     if suffix not in ACCEPTED_TYPES:
         raise DocumentRejected(
             "unsupported_type",

@@ -131,10 +131,14 @@ class AuthMiddleware:
 
 
 def _bearer_token(scope: Scope) -> str:
-    value = _header(scope, "authorization")
-    if not value:
+    values = _headers(scope, "authorization")
+    if not values:
         raise Unauthenticated("missing_token")
+    if len(values) > 1:
+        # Two credentials leave it to chance which one a proxy and we each read.
+        raise Unauthenticated("malformed_token")
 
+    value = values[0]
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("malformed_token")
@@ -142,11 +146,17 @@ def _bearer_token(scope: Scope) -> str:
 
 
 def _header(scope: Scope, name: str) -> str | None:
+    values = _headers(scope, name)
+    return values[0] if values else None
+
+
+def _headers(scope: Scope, name: str) -> list[str]:
     wanted = name.encode()
-    for key, value in scope.get("headers", []):
-        if key.lower() == wanted:
-            return str(value.decode("latin-1"))
-    return None
+    return [
+        value.decode("latin-1")
+        for key, value in scope.get("headers", [])
+        if key.lower() == wanted
+    ]
 
 
 def _client_address(scope: Scope) -> str | None:

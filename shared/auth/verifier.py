@@ -98,6 +98,13 @@ def _principal(claims: dict[str, Any]) -> Principal:
     # access token may call a service.
     if claims.get("typ", "Bearer") != "Bearer":
         raise Unauthenticated("invalid_token")
+    # RFC 7519 NumericDate: a number, not a string that happens to parse as one.
+    for claim in ("exp", "iat", "nbf"):
+        value = claims.get(claim)
+        if claim in claims and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise Unauthenticated("invalid_token")
 
     realm_access = claims.get("realm_access")
     roles = realm_access.get("roles") if isinstance(realm_access, dict) else None

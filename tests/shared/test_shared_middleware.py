@@ -274,3 +274,18 @@ async def test_auth_websocket_on_protected_path_is_closed_without_reaching_app(
 
     assert sent == [{"type": "websocket.close", "code": 1008}]
     assert reached == []
+
+
+async def test_auth_two_authorization_headers_are_refused_as_malformed(
+    app: Starlette, rsa_signing_key: SigningKey
+) -> None:
+    token = sign(rsa_signing_key, claims())
+
+    status, headers = await raw_request(
+        app,
+        "/a2a",
+        [(b"authorization", f"Bearer {token}".encode())] * 2,
+    )
+
+    assert status == 401
+    assert headers[b"www-authenticate"] == INVALID_CHALLENGE.encode()

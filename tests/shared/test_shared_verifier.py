@@ -340,3 +340,13 @@ async def test_verify_undecodable_payload_raises_malformed_token(
     header, _, signature = sign(rsa_signing_key).split(".")
 
     assert await refusal(verifier, f"{header}.!!!.{signature}") == "malformed_token"
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_verify_time_claim_given_as_a_string_is_invalid_token(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey, claim: str
+) -> None:
+    payload = claims()
+    payload[claim] = str(int(payload.get(claim) or payload["iat"]))
+
+    assert await refusal(verifier, sign(rsa_signing_key, payload)) == "invalid_token"
