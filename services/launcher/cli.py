@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "demo":
-            return _demo(args.paths, as_json=args.json)
-        return _up()
+            return _demo(args.paths, as_json=args.json, keep=args.keep)
+        return _up(keep=args.keep)
     except LauncherError as exc:
         print(f"a2a-mesh: {exc}", file=sys.stderr)
         return 2
@@ -63,25 +63,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_demo.add_argument("--json", action="store_true", help="print JSON")
 
-    commands.add_parser("up", help="run the mesh in the foreground until Ctrl-C")
+    run_up = commands.add_parser(
+        "up", help="run the mesh in the foreground until Ctrl-C"
+    )
+    for command in (run_demo, run_up):
+        command.add_argument(
+            "--keep",
+            action="store_true",
+            help="keep the run folder (logs, certificates, credentials) afterwards",
+        )
 
     make_certs = commands.add_parser("certs", help="make the development CA and certs")
     make_certs.add_argument("out_dir", nargs="?", type=Path, default=Path("certs/out"))
     return parser
 
 
-def _demo(paths: Sequence[Path], *, as_json: bool) -> int:
+def _demo(paths: Sequence[Path], *, as_json: bool, keep: bool) -> int:
     files = demo.collect(paths)
     if not files:
         print("a2a-mesh: no documents found", file=sys.stderr)
         return 2
 
     _status(f"starting the mesh for {len(files)} document(s)…", quiet=as_json)
-    with LocalMesh() as mesh:
+    with LocalMesh(keep=keep) as mesh:
         _status("mesh is up; processing", quiet=as_json)
         started = time.perf_counter()
         outcomes = asyncio.run(_process(mesh, files))
         totals = demo.summary(outcomes, time.perf_counter() - started)
+    if keep:
+        _status(f"run folder kept: {mesh.work_dir}", quiet=False)
 
     if as_json:
         demo.print_json(outcomes, totals, sys.stdout)
@@ -96,18 +106,28 @@ async def _process(mesh: LocalMesh, files: Sequence[Path]) -> list[demo.Outcome]
         return await demo.process_all(caller, files)
 
 
-def _up() -> int:
+def _up(*, keep: bool) -> int:
     print("starting the mesh…", file=sys.stderr)
-    with LocalMesh() as mesh:
-        credentials = _write_credentials(mesh)
-        print(_how_to_call(mesh, credentials))
-        while all(p.running() for p in mesh.processes.values()):
-            time.sleep(0.5)
-        stopped = [name for name, p in mesh.processes.items() if not p.running()]
-        print(f"a2a-mesh: {', '.join(stopped)} stopped; shutting down", file=sys.stderr)
-        for name in stopped:
-            print(mesh.processes[name].log_tail(), file=sys.stderr)
+    mesh = LocalMesh(keep=keep)
+    try:
+        with mesh:
+            credentials = _write_credentials(mesh)
+            print(_how_to_call(mesh, credentials), flush=True)
+            _watch(mesh)
+    finally:
+        if keep:
+            print(f"a2a-mesh: run folder kept: {mesh.work_dir}", file=sys.stderr)
     return 1
+
+
+def _watch(mesh: LocalMesh) -> None:
+    """Return when a process of the mesh has exited, saying which and why."""
+    while all(p.running() for p in mesh.processes.values()):
+        time.sleep(0.5)
+    stopped = [name for name, p in mesh.processes.items() if not p.running()]
+    print(f"a2a-mesh: {', '.join(stopped)} stopped; shutting down", file=sys.stderr)
+    for name in stopped:
+        print(mesh.processes[name].log_tail(), file=sys.stderr)
 
 
 def _write_credentials(mesh: LocalMesh) -> Path:

@@ -27,6 +27,7 @@ class Outcome:
     document_type: str | None = None
     score: int | None = None
     reason: str | None = None
+    reason_code: str | None = None
     task_id: str | None = None
     document_id: str | None = None
     duration_ms: float | None = None
@@ -81,6 +82,7 @@ async def _process(caller: MeshCaller, path: Path) -> Outcome:
         document_type=result.get("document_type"),
         score=result.get("validation_score"),
         reason=task.get("reason"),
+        reason_code=task.get("reason_code"),
         task_id=task["task_id"],
         document_id=task.get("document_id"),
         duration_ms=round((time.perf_counter() - started) * 1000, 1),

@@ -74,8 +74,9 @@ class LocalMesh:
         *,
         log_level: str = "INFO",
         service_env: Mapping[str, Mapping[str, str]] | None = None,
+        keep: bool = False,
     ) -> None:
-        self._own_dir = work_dir is None
+        self._own_dir = work_dir is None and not keep
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
         self.log_dir = self.work_dir / "logs"
         self._log_level = log_level

@@ -3,6 +3,7 @@ file, waited for until healthy, and always stopped (TERM, then KILL)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import httpx
 
 from services.launcher.errors import StartupFailed
 from shared.tls import client_context
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class ManagedProcess:
@@ -49,6 +52,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def running(self) -> bool:
@@ -94,6 +98,14 @@ class ManagedProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the launcher dies, even by SIGKILL."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def python_module(module: str, *args: str) -> list[str]:
