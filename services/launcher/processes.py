@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import httpx
@@ -45,14 +48,16 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             # A session of its own: Ctrl-C in the terminal reaches the launcher,
             # which then stops every child in order.
-            self._process = subprocess.Popen(  # noqa: S603
-                self._argv,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
+            self._process = _spawn(
+                lambda: subprocess.Popen(  # noqa: S603
+                    self._argv,
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
             )
 
     def running(self) -> bool:
@@ -98,6 +103,42 @@ class ManagedProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+_spawn_requests: queue.SimpleQueue[
+    tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+] = queue.SimpleQueue()
+_spawner_lock = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawn(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run ``start`` on one thread that lives as long as the launcher.
+
+    Linux sends the parent-death signal when the *thread* that forked a child
+    ends; children forked from a short-lived worker thread would be stopped
+    with it.
+    """
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = threading.Thread(
+                target=_serve_spawns, name="spawner", daemon=True
+            )
+            _spawner.start()
+
+    done: Future[subprocess.Popen[bytes]] = Future()
+    _spawn_requests.put((start, done))
+    return done.result()
+
+
+def _serve_spawns() -> None:
+    while True:
+        start, done = _spawn_requests.get()
+        try:
+            done.set_result(start())
+        except BaseException as exc:
+            done.set_exception(exc)
 
 
 def _die_with_parent() -> None:

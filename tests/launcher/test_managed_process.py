@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def test_child_ends_when_its_launcher_is_killed(tmp_path: Path) -> None:
         parent.wait(5)
 
     assert _gone_within(child_pid, 5)
+
+
+def test_child_started_from_a_passing_thread_outlives_the_thread(
+    tmp_path: Path,
+) -> None:
+    sleeper = ManagedProcess(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env=dict(os.environ),
+        log_dir=tmp_path,
+    )
+    starter = threading.Thread(target=sleeper.start)
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(1)
+        assert sleeper.running()
+    finally:
+        sleeper.stop(timeout=5)
