@@ -122,12 +122,20 @@ def _up(*, keep: bool) -> int:
 
 def _watch(mesh: LocalMesh) -> None:
     """Return when a process of the mesh has exited, saying which and why."""
-    while all(p.running() for p in mesh.processes.values()):
+    while _all_running(mesh):
         time.sleep(0.5)
+    if mesh.database is not None and not mesh.database.alive():
+        print("a2a-mesh: PostgreSQL stopped; shutting down", file=sys.stderr)
+        return
     stopped = [name for name, p in mesh.processes.items() if not p.running()]
     print(f"a2a-mesh: {', '.join(stopped)} stopped; shutting down", file=sys.stderr)
     for name in stopped:
         print(mesh.processes[name].log_tail(), file=sys.stderr)
+
+
+def _all_running(mesh: LocalMesh) -> bool:
+    database_up = mesh.database is None or mesh.database.alive()
+    return database_up and all(p.running() for p in mesh.processes.values())
 
 
 def _write_credentials(mesh: LocalMesh) -> Path:

@@ -139,6 +139,26 @@ class PostgresCluster:
         finally:
             self._remove_work_dir()
 
+    def alive(self) -> bool:
+        """Whether the server process is still there."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _postmaster_pid(self) -> int | None:
+        if self._work_dir is None:
+            return None
+        try:
+            first_line = (self.data_dir / "postmaster.pid").read_text().split("\n")[0]
+            return int(first_line)
+        except (OSError, ValueError):
+            return None
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; ``restart`` brings it back."""
         self._kill_postmaster()
@@ -374,10 +394,8 @@ class PostgresCluster:
         self._running = False
 
     def _kill_postmaster(self) -> None:
-        try:
-            first_line = (self.data_dir / "postmaster.pid").read_text().split("\n")[0]
-            pid = int(first_line)
-        except (OSError, ValueError):
+        pid = self._postmaster_pid()
+        if pid is None:
             return
 
         log_event(logger, "postgres.killed", level=logging.WARNING, pid=pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -361,3 +362,31 @@ def test_start_as_root_in_unreachable_base_dir_raises(
 
     with pytest.raises(LauncherError, match="cannot enter"):
         pg.start()
+
+
+@pytest.mark.integration
+async def test_killed_cluster_restarts_on_its_port_with_its_data(
+    dev_certs: DevCertificates, reachable_dir: Path
+) -> None:
+    pg = PostgresCluster(
+        dev_certs.server("postgres"), dev_certs.ca.cert_path, base_dir=reachable_dir
+    )
+    pg.start()
+    try:
+        connection = await pg.connect()
+        await connection.execute("CREATE TABLE survivor (id int)")
+        await connection.execute("INSERT INTO survivor VALUES (1)")
+        await connection.close()
+        port = pg.port
+
+        await asyncio.to_thread(pg.kill)
+        assert not pg.alive()
+        await asyncio.to_thread(pg.restart)
+
+        assert pg.alive()
+        assert pg.port == port
+        connection = await pg.connect()
+        assert await connection.fetchval("SELECT id FROM survivor") == 1
+        await connection.close()
+    finally:
+        await asyncio.to_thread(pg.stop)
