@@ -4,12 +4,12 @@ orchestrator passes on for callers outside the mesh."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
 from shared.documents import DocumentType, S3Key, printable
-from shared.jsonrpc import Params
+from shared.jsonrpc import Handler, Method, NoParams, Params
 
 SearchText = Annotated[
     str, Field(min_length=1, max_length=200), AfterValidator(printable)
@@ -33,3 +33,31 @@ class SearchParams(Params):
     min_score: int | None = Field(None, ge=0, le=100)
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=10_000)
+
+
+def lookup_methods(
+    get_document: Handler[GetDocumentParams],
+    search_documents: Handler[SearchParams],
+    get_document_stats: Handler[NoParams],
+) -> list[Method[Any]]:
+    """The three look-up methods, for whichever service answers them."""
+    return [
+        Method(
+            "get_document",
+            GetDocumentParams,
+            get_document,
+            "One archived document by document_id or s3_key.",
+        ),
+        Method(
+            "search_documents",
+            SearchParams,
+            search_documents,
+            "Archived documents by type, text and minimum score.",
+        ),
+        Method(
+            "get_document_stats",
+            NoParams,
+            get_document_stats,
+            "Counts and average scores per document type.",
+        ),
+    ]

@@ -17,7 +17,7 @@ from shared.documents import Extraction, Validation
 from shared.errors import DocumentNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import log_event
-from shared.lookup import GetDocumentParams, SearchParams
+from shared.lookup import GetDocumentParams, SearchParams, lookup_methods
 from shared.runtime import Runtime
 from shared.secrets import SecretStore
 from shared.service import ServiceParts, create_service_app
@@ -52,23 +52,8 @@ class Archivist:
                 "Store a document's extraction and validation, once per key and "
                 "content, with a processing-log row per step.",
             ),
-            Method(
-                "get_document",
-                GetDocumentParams,
-                self.get_document,
-                "One archived document by document_id or s3_key.",
-            ),
-            Method(
-                "search_documents",
-                SearchParams,
-                self.search_documents,
-                "Archived documents by type, text and minimum score.",
-            ),
-            Method(
-                "get_document_stats",
-                NoParams,
-                self.get_document_stats,
-                "Counts and average scores per document type.",
+            *lookup_methods(
+                self.get_document, self.search_documents, self.get_document_stats
             ),
         ]
 

@@ -1,0 +1,200 @@
+"""The orchestrator's methods: tasks, uploads, and look-ups passed to the archivist."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import httpx
+from fastapi import Request
+from pydantic import Field
+from starlette.datastructures import UploadFile
+
+from services.orchestrator.pipeline import Agents
+from services.orchestrator.runner import TaskRunner
+from services.orchestrator.tasks import TaskRepository
+from services.orchestrator.upload import content_type_of, object_key
+from shared.client import AgentClient
+from shared.documents import S3Key
+from shared.errors import InvalidParams, PayloadTooLarge, TaskNotFound
+from shared.jsonrpc import Call, Method, NoParams, Params
+from shared.logging import correlation_id, log_event
+from shared.lookup import GetDocumentParams, SearchParams, lookup_methods
+from shared.service import principal_of, read_body
+from shared.storage import DocumentStorage
+
+logger = logging.getLogger(__name__)
+
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class ProcessParams(Params):
+    s3_key: S3Key
+
+
+class BatchParams(Params):
+    s3_keys: list[S3Key] = Field(min_length=1, max_length=100)
+
+
+class TaskParams(Params):
+    task_id: uuid.UUID = Field(strict=False)
+
+
+class PendingParams(Params):
+    limit: int = Field(50, ge=1, le=500)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        tasks: TaskRepository,
+        runner: TaskRunner,
+        storage: DocumentStorage,
+        agents: Agents,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._tasks = tasks
+        self._runner = runner
+        self._storage = storage
+        self._agents = agents
+        self._http = http
+
+    def methods(self) -> list[Method[Any]]:
+        return [
+            Method(
+                "process_document",
+                ProcessParams,
+                self.process_document,
+                "Start processing the object at s3_key; returns the task id.",
+            ),
+            Method(
+                "process_batch",
+                BatchParams,
+                self.process_batch,
+                "Start one task per key (at most 100).",
+            ),
+            Method(
+                "get_task_status",
+                TaskParams,
+                self.get_task_status,
+                "A task's status, stage, timings, result or failure reason.",
+            ),
+            Method(
+                "list_pending_documents",
+                PendingParams,
+                self.list_pending_documents,
+                "Tasks not yet completed or failed, oldest first.",
+            ),
+            *lookup_methods(
+                self.get_document, self.search_documents, self.get_document_stats
+            ),
+            Method(
+                "discover_agents",
+                NoParams,
+                self.discover_agents,
+                "The agents this orchestrator calls, with their health and skills.",
+            ),
+        ]
+
+    async def submit(self, s3_key: str, submitted_by: str) -> dict[str, Any]:
+        cid = correlation_id.get()
+        task_id = await self._tasks.create(
+            s3_key, submitted_by=submitted_by, correlation_id=cid
+        )
+        self._runner.start(task_id, s3_key, cid)
+        log_event(logger, "task.accepted", task_id=str(task_id), s3_key=s3_key)
+        return {"task_id": str(task_id), "s3_key": s3_key, "status": "pending"}
+
+    async def process_document(self, params: ProcessParams, call: Call) -> Any:
+        return await self.submit(params.s3_key, call.principal.client_id)
+
+    async def process_batch(self, params: BatchParams, call: Call) -> Any:
+        tasks = [await self.submit(k, call.principal.client_id) for k in params.s3_keys]
+        return {"tasks": tasks}
+
+    async def get_task_status(self, params: TaskParams, call: Call) -> Any:
+        task = await self._tasks.get(params.task_id)
+        if task is None:
+            raise TaskNotFound(str(params.task_id))
+        return task
+
+    async def list_pending_documents(self, params: PendingParams, call: Call) -> Any:
+        tasks = await self._tasks.unfinished(params.limit)
+        return {"tasks": tasks, "count": len(tasks)}
+
+    # Look-ups go to the archivist under the orchestrator's own token: the
+    # caller's role was checked here, and the archivist is not exposed.
+    async def get_document(self, params: GetDocumentParams, call: Call) -> Any:
+        return await self._agents.archivist.call("get_document", _plain(params))
+
+    async def search_documents(self, params: SearchParams, call: Call) -> Any:
+        return await self._agents.archivist.call("search_documents", _plain(params))
+
+    async def get_document_stats(self, params: NoParams, call: Call) -> Any:
+        return await self._agents.archivist.call("get_document_stats", {})
+
+    async def discover_agents(self, params: NoParams, call: Call) -> Any:
+        agents = (
+            self._agents.extractor,
+            self._agents.validator,
+            self._agents.archivist,
+        )
+        return {"agents": await asyncio.gather(*(self._describe(a) for a in agents))}
+
+    async def _describe(self, agent: AgentClient) -> dict[str, Any]:
+        try:
+            response = await self._http.get(
+                f"{agent.base_url}/.well-known/agent-card.json"
+            )
+            response.raise_for_status()
+            card = response.json()
+        except (httpx.HTTPError, ValueError):
+            return {"name": agent.name, "url": agent.base_url, "status": "unreachable"}
+        return {
+            "name": agent.name,
+            "url": agent.base_url,
+            "status": "available",
+            "version": card.get("version"),
+            "skills": [skill.get("id") for skill in card.get("skills", [])],
+        }
+
+    async def upload(
+        self, request: Request, *, max_bytes: int, prefix: str
+    ) -> dict[str, Any]:
+        """Store a multipart ``file`` in S3 and start its task."""
+        body = await read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+        upload = await _single_file(request, body)
+        content_type = content_type_of(upload)
+        data = await upload.read()
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(f"The file exceeds {max_bytes} bytes")
+
+        key = object_key(prefix, upload.filename or "document")
+        await self._storage.put(key, data, content_type)
+        principal = principal_of(request)
+        task = await self.submit(key, principal.client_id)
+        return {**task, "file_name": upload.filename, "size_bytes": len(data)}
+
+
+def _plain(params: Params) -> dict[str, Any]:
+    return params.model_dump(mode="json", exclude_none=True)
+
+
+async def _single_file(request: Request, body: bytes) -> UploadFile:
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+    except Exception as exc:
+        # Starlette raises its own HTTPException for malformed multipart bodies.
+        raise InvalidParams(
+            "Send the document as multipart/form-data field 'file'"
+        ) from exc
+
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidParams("Send the document as multipart/form-data field 'file'")
+    return upload
