@@ -8,6 +8,7 @@ when the server refuses it, so a rotated password causes no outage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    # A connection the server dropped mid-query can be left in a state asyncpg
+    # refuses to use again; for the caller that is still a lost database.
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.OperatorInterventionError,
@@ -49,34 +53,42 @@ class Database:
     a -32013 for the caller and not an internal error.
     """
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, timeout: float = 10.0) -> None:
         self.pool = pool
+        self._timeout = timeout
 
     async def execute(self, query: str, *args: object) -> str:
-        async with _translated():
+        async with self._bounded():
             return await self.pool.execute(query, *args)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async with _translated():
+        async with self._bounded():
             return await self.pool.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with _translated():
+        async with self._bounded():
             return await self.pool.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: object) -> object:
-        async with _translated():
+        async with self._bounded():
             return await self.pool.fetchval(query, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction, committed when the block ends."""
         async with (
-            _translated(),
+            self._bounded(),
             self.pool.acquire() as connection,
             connection.transaction(),
         ):
             yield connection
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        # A stalled server must not hold a caller: waiting for a connection
+        # and running the query share one deadline.
+        async with _translated(), asyncio.timeout(self._timeout):
+            yield
 
     async def close(self) -> None:
         await self.pool.close()
@@ -130,6 +142,7 @@ async def _connect(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             timeout=settings.db_connect_timeout_seconds,
+            command_timeout=settings.db_command_timeout_seconds,
         )
     except asyncpg.InvalidPasswordError:
         raise

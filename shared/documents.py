@@ -88,6 +88,9 @@ class Validation(_Model):
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
+_S3_KEY_BYTES = 1024
+
+
 def printable(value: str) -> str:
     """``value`` unchanged, or ``ValueError`` if it holds an unprintable character."""
     for ch in value:
@@ -101,6 +104,8 @@ def _check_s3_key(key: str) -> str:
         raise ValueError("must be a relative key without backslashes")
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError("must not contain empty, '.' or '..' segments")
+    if len(key.encode()) > _S3_KEY_BYTES:
+        raise ValueError(f"must be at most {_S3_KEY_BYTES} bytes in UTF-8")
     return printable(key)
 
 

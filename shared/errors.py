@@ -210,5 +210,8 @@ class PayloadTooLarge(MeshError):
     http_status = 413
     default_message = "Request body too large"
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, data={"reason": "too_large"})
+
 
 ERROR_TABLE[PayloadTooLarge] = (PayloadTooLarge.code, PayloadTooLarge.http_status)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 P = TypeVar("P", bound=BaseModel)
 
 RequestId = str | int | None
+_ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 
 
 class Params(BaseModel):
@@ -160,6 +161,10 @@ def _envelope(request: Any) -> RequestId:
         raise InvalidRequest("Batch requests are not supported")
     if not isinstance(request, dict):
         raise InvalidRequest("A request must be a JSON object")
+
+    unknown = set(request) - _ENVELOPE_MEMBERS
+    if unknown:
+        raise InvalidRequest("Only jsonrpc, method, params and id may be given")
 
     request_id = request.get("id")
     if request_id is not None and (

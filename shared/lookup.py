@@ -19,6 +19,8 @@ SearchText = Annotated[
 class GetDocumentParams(Params):
     document_id: uuid.UUID | None = Field(None, strict=False)
     s3_key: S3Key | None = None
+    include_pages: bool = False
+    """The text page by page too; without it, ``extracted_data`` has no pages."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GetDocumentParams:
@@ -46,7 +48,8 @@ def lookup_methods(
             "get_document",
             GetDocumentParams,
             get_document,
-            "One archived document by document_id or s3_key.",
+            "One archived document by document_id or s3_key, with its latest "
+            "processing-log rows (and its pages with include_pages).",
         ),
         Method(
             "search_documents",

@@ -116,6 +116,8 @@ class DatabaseSettings(BaseSettings):
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
     db_connect_timeout_seconds: float = Field(10.0, gt=0)
+    db_command_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest wait for a connection and a query together; then -32013."""
 
 
 class StorageSettings(BaseSettings):

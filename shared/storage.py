@@ -61,6 +61,19 @@ class DocumentStorage:
         )
         log_event(logger, "s3.put", key=key, size=len(data))
 
+    async def discard(self, key: str) -> None:
+        """Delete ``key`` if possible; a failure is logged, not raised."""
+        try:
+            await self._run(
+                "delete",
+                key,
+                lambda: self._s3.delete_object(Bucket=self._bucket, Key=key),
+            )
+        except (DependencyUnavailable, DocumentNotFound):
+            log_event(logger, "s3.discard_failed", level=logging.WARNING, key=key)
+            return
+        log_event(logger, "s3.discarded", key=key)
+
     async def get(self, key: str, *, max_bytes: int) -> StoredObject:
         """The object at ``key``; ``DocumentRejected`` is the caller's to raise."""
 

@@ -73,14 +73,15 @@ class Archivist:
         return {"document_id": str(archived.document_id), "created": archived.created}
 
     async def get_document(self, params: GetDocumentParams, call: Call) -> Any:
+        pages = params.include_pages
         if params.s3_key is not None:
-            document = await self._documents.by_key(params.s3_key)
+            document = await self._documents.by_key(params.s3_key, with_pages=pages)
             if document is None:
                 raise DocumentNotFound(params.s3_key)
             return document
 
         document_id = str(params.document_id)
-        document = await self._documents.by_id(uuid.UUID(document_id))
+        document = await self._documents.by_id(uuid.UUID(document_id), with_pages=pages)
         if document is None:
             raise DocumentNotFound(document_id=document_id)
         return document
@@ -106,7 +107,7 @@ def create_app(
         pool = await create_pool(settings, runtime.secrets)
         stack.push_async_callback(pool.close)
         await apply_migrations(pool)
-        database = Database(pool)
+        database = Database(pool, timeout=settings.db_command_timeout_seconds)
         return ServiceParts(
             methods=Archivist(DocumentRepository(database)).methods(),
             checks={"database": lambda: database.fetchval("SELECT 1")},

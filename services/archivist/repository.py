@@ -10,6 +10,8 @@ from typing import Any
 from shared.database import Database
 from shared.documents import Extraction, Validation
 
+_LOG_ROWS = 60
+
 _DOCUMENT_COLUMNS = (
     "id, s3_key, content_hash, file_name, content_type, format, document_type,"
     " size_bytes, page_count, validation_score, created_at, updated_at"
@@ -100,15 +102,24 @@ class DocumentRepository:
             )
         return Archived(row["id"], row["created"])
 
-    async def by_id(self, document_id: uuid.UUID) -> dict[str, Any] | None:
-        return await self._one("id = $1", document_id)
+    async def by_id(
+        self, document_id: uuid.UUID, *, with_pages: bool = False
+    ) -> dict[str, Any] | None:
+        return await self._one("id = $1", document_id, with_pages)
 
-    async def by_key(self, s3_key: str) -> dict[str, Any] | None:
-        return await self._one("s3_key = $1", s3_key)
+    async def by_key(
+        self, s3_key: str, *, with_pages: bool = False
+    ) -> dict[str, Any] | None:
+        return await self._one("s3_key = $1", s3_key, with_pages)
 
-    async def _one(self, condition: str, value: object) -> dict[str, Any] | None:
+    async def _one(
+        self, condition: str, value: object, with_pages: bool
+    ) -> dict[str, Any] | None:
+        # The pages repeat the text; leaving them out halves a large answer.
+        extracted = "extracted_data" if with_pages else "extracted_data - 'pages'"
         row = await self._db.fetchrow(
-            f"SELECT {_DOCUMENT_COLUMNS}, extracted_data, validation"  # noqa: S608
+            f"SELECT {_DOCUMENT_COLUMNS}, {extracted} AS extracted_data,"  # noqa: S608
+            " validation"
             f" FROM documents WHERE {condition}"
             " ORDER BY updated_at DESC LIMIT 1",
             value,
@@ -123,10 +134,13 @@ class DocumentRepository:
         return document
 
     async def _log(self, document_id: uuid.UUID) -> list[dict[str, Any]]:
+        # The newest steps only: a document processed many times has many.
         rows = await self._db.fetch(
-            "SELECT task_id, step, status, duration_ms, detail, created_at"
-            " FROM processing_log WHERE document_id = $1 ORDER BY id",
+            "SELECT * FROM (SELECT id, task_id, step, status, duration_ms, detail,"
+            " created_at FROM processing_log WHERE document_id = $1"
+            " ORDER BY id DESC LIMIT $2) AS newest ORDER BY id",
             document_id,
+            _LOG_ROWS,
         )
         return [
             {

@@ -126,6 +126,7 @@ def _watch(mesh: LocalMesh) -> None:
         time.sleep(0.5)
     if mesh.database is not None and not mesh.database.alive():
         print("a2a-mesh: PostgreSQL stopped; shutting down", file=sys.stderr)
+        print(mesh.database.log_tail(), file=sys.stderr)
         return
     stopped = [name for name, p in mesh.processes.items() if not p.running()]
     print(f"a2a-mesh: {', '.join(stopped)} stopped; shutting down", file=sys.stderr)

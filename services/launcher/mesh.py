@@ -77,6 +77,7 @@ class LocalMesh:
         keep: bool = False,
     ) -> None:
         self._own_dir = work_dir is None and not keep
+        self._keep = keep
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
         self.log_dir = self.work_dir / "logs"
         self._log_level = log_level
@@ -125,7 +126,10 @@ class LocalMesh:
 
     def _start_database(self, certs: DevCertificates, bin_dir: Path) -> None:
         database = PostgresCluster(
-            certs.server("postgres"), certs.ca.cert_path, bin_dir=bin_dir
+            certs.server("postgres"),
+            certs.ca.cert_path,
+            bin_dir=bin_dir,
+            keep=self._keep,
         )
         self.database = database
         database.start()

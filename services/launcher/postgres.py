@@ -159,6 +159,10 @@ class PostgresCluster:
         except (OSError, ValueError):
             return None
 
+    def log_tail(self) -> str:
+        """The last lines of the server's log."""
+        return _tail(self._read_log())
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; ``restart`` brings it back."""
         self._kill_postmaster()

@@ -48,7 +48,7 @@ def create_app(
         pool = await create_pool(settings, runtime.secrets)
         stack.push_async_callback(pool.close)
         await apply_migrations(pool)
-        database = Database(pool)
+        database = Database(pool, timeout=settings.db_command_timeout_seconds)
 
         tasks = TaskRepository(database)
         agents = Agents(

@@ -18,7 +18,7 @@ from services.orchestrator.tasks import TaskRepository
 from services.orchestrator.upload import content_type_of, object_key
 from shared.client import AgentClient
 from shared.documents import S3Key
-from shared.errors import InvalidParams, PayloadTooLarge, TaskNotFound
+from shared.errors import InvalidParams, MeshError, PayloadTooLarge, TaskNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import correlation_id, log_event
 from shared.lookup import GetDocumentParams, SearchParams, lookup_methods
@@ -173,8 +173,12 @@ class Orchestrator:
 
         key = object_key(prefix, upload.filename or "document")
         await self._storage.put(key, data, content_type)
-        principal = principal_of(request)
-        task = await self.submit(key, principal.client_id)
+        try:
+            task = await self.submit(key, principal_of(request).client_id)
+        except MeshError:
+            # No task will ever read the object; do not leave it behind.
+            await self._storage.discard(key)
+            raise
         return {**task, "file_name": upload.filename, "size_bytes": len(data)}
 
 
@@ -189,9 +193,10 @@ async def _single_file(request: Request, body: bytes) -> UploadFile:
     try:
         form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
     except Exception as exc:
-        # Starlette raises its own HTTPException for malformed multipart bodies.
+        # Starlette raises its own HTTPException for malformed multipart bodies
+        # (and for parts whose headers are too long).
         raise InvalidParams(
-            "Send the document as multipart/form-data field 'file'"
+            "The body is not a multipart/form-data upload the mesh can read"
         ) from exc
 
     upload = form.get("file")

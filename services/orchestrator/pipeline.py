@@ -169,7 +169,9 @@ class Pipeline:
 def _failure(agent: str, error: MeshError) -> StageFailed:
     """The reason a person reads for an error a stage returned."""
     if isinstance(error, DependencyUnavailable):
-        return StageFailed("dependency_unavailable", f"The {agent} is unavailable")
+        # The agent itself, or what this process needs to call it (a token).
+        dependency = error.dependency.replace("-", " ")
+        return StageFailed("dependency_unavailable", f"The {dependency} is unavailable")
     if not isinstance(error, RemoteError):
         return StageFailed("internal_error", f"The {agent} step failed")
 
@@ -178,6 +180,11 @@ def _failure(agent: str, error: MeshError) -> StageFailed:
         return StageFailed(data.get("reason", "missing_object"), error.message)
     if error.remote_code == DocumentRejected.code:
         return StageFailed(data.get("reason", "rejected"), error.message)
+    if data.get("reason") == "too_large":
+        return StageFailed(
+            "too_large",
+            f"The extracted data is too large for the {agent} to accept",
+        )
     if error.remote_code == DependencyUnavailable.code:
         dependency = data.get("dependency", "a dependency")
         return StageFailed(

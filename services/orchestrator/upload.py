@@ -20,14 +20,17 @@ ACCEPTED_TYPES = {
     ".tab": "text/tab-separated-values",
     ".txt": "text/plain",
 }
-_DECLARED_OK = {
-    "application/pdf",
-    "text/csv",
-    "text/tab-separated-values",
-    "text/plain",
-    "application/vnd.ms-excel",
-    "application/octet-stream",
-    "",
+# What a client may declare for each extension. Browsers and curl say
+# octet-stream (or nothing) when they do not know, and Windows calls CSV an
+# Excel type; a declaration that names another format is refused.
+_UNKNOWN = frozenset({"application/octet-stream", ""})
+_TABLE = frozenset({"text/csv", "application/csv", "application/vnd.ms-excel"})
+_DECLARED_OK: dict[str, frozenset[str]] = {
+    ".pdf": _UNKNOWN | {"application/pdf", "application/x-pdf"},
+    ".csv": _UNKNOWN | _TABLE | {"text/plain"},
+    ".tsv": _UNKNOWN | {"text/tab-separated-values", "text/plain"},
+    ".tab": _UNKNOWN | {"text/tab-separated-values", "text/plain"},
+    ".txt": _UNKNOWN | {"text/plain"},
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -62,7 +65,7 @@ def content_type_of(upload: UploadFile) -> str:
         )
 
     declared = (upload.content_type or "").split(";")[0].strip().lower()
-    if declared not in _DECLARED_OK:
+    if declared not in _DECLARED_OK[suffix]:
         raise InvalidParams(
             f"Content type '{declared}' does not match a {suffix} file",
             data={"field": "file"},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -22,10 +22,20 @@ from shared.secrets import SecretStore
 logger = logging.getLogger(__name__)
 
 
+# While the identity provider does not answer, a token that is still valid is
+# used, and renewal is tried again this often.
+_RETRY_SECONDS = 5.0
+_REQUEST_TIMEOUT_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class _CachedToken:
     value: str
     renew_at: float
+    expires_at: float
+
+    def usable(self, now: float) -> bool:
+        return now < self.expires_at
 
 
 class ServiceTokenProvider:
@@ -52,13 +62,30 @@ class ServiceTokenProvider:
 
     async def token(self) -> str:
         cached = self._cached
-        if cached and time.monotonic() < cached.renew_at:
+        now = time.monotonic()
+        if cached and now < cached.renew_at:
+            return cached.value
+        if cached and cached.usable(now) and self._lock.locked():
+            # Someone is renewing; the current token is still good meanwhile.
             return cached.value
 
         async with self._lock:
             if self._cached is not cached and self._cached is not None:
                 return self._cached.value
-            self._cached = await self._request()
+            try:
+                self._cached = await self._request()
+            except DependencyUnavailable:
+                if cached is None or not cached.usable(time.monotonic()):
+                    raise
+                self._cached = replace(
+                    cached, renew_at=time.monotonic() + _RETRY_SECONDS
+                )
+                log_event(
+                    logger,
+                    "service_token.renewal_deferred",
+                    level=logging.WARNING,
+                    client_id=self._client_id,
+                )
             return self._cached.value
 
     def invalidate(self) -> None:
@@ -83,12 +110,16 @@ class ServiceTokenProvider:
             raise DependencyUnavailable("identity-provider", "token request refused")
 
         token, lifetime = _token_of(response)
-        # Renew early, but never so early that a short-lived token is useless.
+        # Renew early, but never so early that a short-lived token is useless;
+        # stop sending it a little before it expires, for clock skew.
         margin = min(self._margin, lifetime / 2)
+        now = time.monotonic()
         log_event(
             logger, "service_token.issued", client_id=self._client_id, lifetime=lifetime
         )
-        return _CachedToken(token, time.monotonic() + lifetime - margin)
+        return _CachedToken(
+            token, now + lifetime - margin, now + lifetime - min(5.0, lifetime / 10)
+        )
 
     async def _post(self, secret: str) -> httpx.Response:
         try:
@@ -96,6 +127,7 @@ class ServiceTokenProvider:
                 self._token_url,
                 data={"grant_type": "client_credentials"},
                 auth=(self._client_id, secret),
+                timeout=_REQUEST_TIMEOUT_SECONDS,
             )
         except httpx.HTTPError as exc:
             log_event(

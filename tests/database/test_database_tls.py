@@ -14,7 +14,7 @@ import pytest
 
 from certs.authority import DevCertificates, create_ca, ensure_dev_certs
 from services.launcher.postgres import PostgresCluster
-from shared.database import Pool, apply_migrations, create_pool
+from shared.database import Database, Pool, apply_migrations, create_pool
 from shared.errors import DependencyUnavailable
 from shared.secrets import StaticSecretStore
 from shared.settings import DatabaseSettings
@@ -149,3 +149,16 @@ async def test_migrations_apply_once_even_when_run_concurrently(
         "processing_log",
         "schema_migrations",
     }
+
+
+async def test_a_stalled_query_is_dependency_unavailable_within_the_timeout(
+    pool: Pool,
+) -> None:
+    database = Database(pool, timeout=0.5)
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DependencyUnavailable) as raised:
+        await database.fetchval("SELECT pg_sleep(5)")
+
+    assert raised.value.dependency == "database"
+    assert asyncio.get_running_loop().time() - started < 2

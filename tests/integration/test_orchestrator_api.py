@@ -281,6 +281,7 @@ async def test_viewer_reads_the_archive_through_the_orchestrator(
 
     assert document["s3_key"] == uploaded["s3_key"]
     assert document["processing_log"][-1]["step"] == "archive_document"
+    assert "pages" not in document["extracted_data"]
     assert task["document_id"] in [d["document_id"] for d in found["documents"]]
     assert stats["by_type"]["contract"]["documents"] >= 1
     assert refused["error"]["code"] == -32002
@@ -305,6 +306,7 @@ async def test_unknown_document_is_32010_through_the_orchestrator(
         ("search_documents", {"min_score": "50"}),
         ("get_document", {"s3_key": "uploads/\u202etxt.exe"}),
         ("get_document", {"s3_key": "uploads/a\u2028b.pdf"}),
+        ("get_document", {"s3_key": "\u00e9" * 600}),
         ("get_document", {}),
     ],
 )
@@ -315,3 +317,17 @@ async def test_wrong_types_and_unprintable_text_are_32602(
         reply = await admin.rpc(method, params)
 
     assert reply["error"]["code"] == -32602
+
+
+async def test_get_document_includes_pages_only_when_asked(
+    mesh: LocalMesh, processor: MeshCaller
+) -> None:
+    uploaded = (await processor.upload(corpus_file("pdf/sample_contract.pdf"))).json()
+    task = await processor.wait(uploaded["task_id"])
+
+    async with mesh.caller("viewer") as viewer:
+        document = await viewer.result(
+            "get_document", {"document_id": task["document_id"], "include_pages": True}
+        )
+
+    assert [page["number"] for page in document["extracted_data"]["pages"]] == [1, 2]

@@ -65,3 +65,31 @@ def test_unsupported_extension_is_rejected_by_name() -> None:
 def test_declared_type_contradicting_the_extension_is_invalid() -> None:
     with pytest.raises(InvalidParams):
         content_type_of(_upload("invoice.pdf", "image/png"))
+
+
+@pytest.mark.parametrize(
+    ("name", "declared"),
+    [
+        ("notes.txt", "application/pdf"),
+        ("invoice.pdf", "text/plain"),
+        ("table.csv", "application/pdf"),
+        ("notes.txt", "text/csv"),
+    ],
+)
+def test_declared_type_of_another_format_is_invalid(name: str, declared: str) -> None:
+    with pytest.raises(InvalidParams):
+        content_type_of(_upload(name, declared))
+
+
+@pytest.mark.parametrize(
+    ("name", "declared"),
+    [
+        ("invoice.pdf", "application/octet-stream"),
+        ("invoice.pdf", ""),
+        ("table.csv", "application/vnd.ms-excel"),
+        ("table.csv", "text/plain"),
+        ("notes.txt", "text/plain; charset=utf-8"),
+    ],
+)
+def test_generic_or_usual_declarations_are_accepted(name: str, declared: str) -> None:
+    assert content_type_of(_upload(name, declared))

@@ -319,3 +319,13 @@ async def test_dispatch_null_id_is_a_request_not_a_notification(
 
 def test_dispatcher_lists_its_methods(dispatcher: Dispatcher) -> None:
     assert [m.name for m in dispatcher.methods] == ["echo", "ping", "missing", "crash"]
+
+
+async def test_dispatch_unknown_envelope_member_is_invalid_request(
+    dispatcher: Dispatcher, recorder: Recorder
+) -> None:
+    reply = await dispatcher.dispatch(request(auth="x"), CALLER)
+
+    assert reply.status == 400
+    assert error_of(reply)["code"] == -32600
+    assert recorder.calls == []

@@ -285,3 +285,66 @@ async def test_token_secret_unavailable_raises_dependency_unavailable(
         await provider(http, StaticSecretStore({})).token()
 
     assert caught.value.dependency == "secrets-manager"
+
+
+async def test_token_still_valid_is_used_while_the_provider_is_down(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    route = router.post(TOKEN_URL).mock(
+        side_effect=[issued("tok-1"), httpx.ConnectError("down"), issued("tok-2")]
+    )
+    tokens = provider(http)
+    await tokens.token()
+
+    clock.advance(280)  # past renewal (300 - 30), before expiry
+    during_outage = await tokens.token()
+    clock.advance(1)
+    before_retry = await tokens.token()
+    clock.advance(5)
+    after_retry = await tokens.token()
+
+    assert (during_outage, before_retry, after_retry) == ("tok-1", "tok-1", "tok-2")
+    assert route.call_count == 3
+
+
+async def test_expired_token_is_not_used_while_the_provider_is_down(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    router.post(TOKEN_URL).mock(side_effect=[issued("tok-1"), httpx.ConnectError("x")])
+    tokens = provider(http)
+    await tokens.token()
+
+    clock.advance(300)
+
+    with pytest.raises(DependencyUnavailable) as raised:
+        await tokens.token()
+    assert raised.value.dependency == "identity-provider"
+
+
+async def test_callers_do_not_wait_for_a_slow_renewal_of_a_valid_token(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_issue(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return issued("tok-2")
+
+    answers = iter([issued("tok-1")])
+
+    async def issue(request: httpx.Request) -> httpx.Response:
+        first = next(answers, None)
+        return first if first is not None else await slow_issue(request)
+
+    router.post(TOKEN_URL).mock(side_effect=issue)
+    tokens = provider(http)
+    await tokens.token()
+    clock.advance(280)
+
+    renewal = asyncio.create_task(tokens.token())
+    await asyncio.sleep(0)
+    meanwhile = await asyncio.wait_for(tokens.token(), timeout=1)
+    release.set()
+
+    assert meanwhile == "tok-1"
+    assert await renewal == "tok-2"

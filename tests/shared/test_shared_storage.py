@@ -133,3 +133,16 @@ async def test_storage_unreachable_endpoint_raises_dependency_unavailable(
             await documents.check()
 
     assert caught.value.dependency == "s3"
+
+
+async def test_storage_discard_removes_the_object_and_tolerates_a_missing_one(
+    aws: AwsEndpoint, s3: Any
+) -> None:
+    documents = storage(aws)
+    await documents.put("uploads/orphan.txt", b"x", "text/plain")
+
+    await documents.discard("uploads/orphan.txt")
+    await documents.discard("uploads/orphan.txt")
+
+    with pytest.raises(DocumentNotFound):
+        await documents.get("uploads/orphan.txt", max_bytes=10)
