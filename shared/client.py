@@ -75,8 +75,6 @@ class AgentClient:
                 error=type(exc).__name__,
             )
             raise DependencyUnavailable(self.name) from exc
-        finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
 
         log_event(
             logger,
@@ -84,7 +82,7 @@ class AgentClient:
             target=self.name,
             method=method,
             status=response.status_code,
-            duration_ms=duration_ms,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return _result(self.name, body)
 
