@@ -46,6 +46,12 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_CUT_OFF: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError,
+    *_CONNECTION_ERRORS,
+)
+
+
 class Database:
     """The connection pool, with a lost server reported as ``DependencyUnavailable``.
 
@@ -58,37 +64,42 @@ class Database:
         self._timeout = timeout
 
     async def execute(self, query: str, *args: object) -> str:
-        async with self._bounded():
-            return await self.pool.execute(query, *args)
+        async with self._connection() as connection:
+            return await connection.execute(query, *args)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async with self._bounded():
-            return await self.pool.fetch(query, *args)
+        async with self._connection() as connection:
+            return await connection.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with self._bounded():
-            return await self.pool.fetchrow(query, *args)
+        async with self._connection() as connection:
+            return await connection.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: object) -> object:
-        async with self._bounded():
-            return await self.pool.fetchval(query, *args)
+        async with self._connection() as connection:
+            return await connection.fetchval(query, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction, committed when the block ends."""
-        async with (
-            self._bounded(),
-            self.pool.acquire() as connection,
-            connection.transaction(),
-        ):
+        async with self._connection() as connection, connection.transaction():
             yield connection
 
     @asynccontextmanager
-    async def _bounded(self) -> AsyncIterator[None]:
+    async def _connection(self) -> AsyncIterator[Connection]:
         # A stalled server must not hold a caller: waiting for a connection
-        # and running the query share one deadline.
+        # and the work on it share one deadline. A connection cut off by that
+        # deadline (or by a lost server) is closed at once: handing it back
+        # to the pool would reset it over the wire and wait all over again.
         async with _translated(), asyncio.timeout(self._timeout):
-            yield
+            connection = await self.pool.acquire()
+            try:
+                yield connection
+            except _CUT_OFF:
+                connection.terminate()
+                raise
+            finally:
+                await self.pool.release(connection)
 
     async def close(self) -> None:
         await self.pool.close()

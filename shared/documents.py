@@ -83,8 +83,9 @@ class Validation(_Model):
 
 
 # Control, format (bidi overrides, zero-width), separator, surrogate and
-# unassigned characters: none belongs in a key or a search, and some would
-# let a value disguise itself in a terminal or a log.
+# unassigned characters, and every space but the plain one: none belongs in a
+# key or a search, and some would let a value disguise itself in a terminal or
+# a log.
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -94,7 +95,8 @@ _S3_KEY_BYTES = 1024
 def printable(value: str) -> str:
     """``value`` unchanged, or ``ValueError`` if it holds an unprintable character."""
     for ch in value:
-        if unicodedata.category(ch) in _UNPRINTABLE:
+        category = unicodedata.category(ch)
+        if category in _UNPRINTABLE or (category == "Zs" and ch != " "):
             raise ValueError(f"must not contain the character U+{ord(ch):04X}")
     return value
 

@@ -175,9 +175,21 @@ def _envelope(request: Any) -> RequestId:
         raise InvalidRequest("'jsonrpc' must be \"2.0\"")
     if not isinstance(request.get("method"), str):
         raise InvalidRequest("'method' must be a string")
+    for member in ("method", "id"):
+        if isinstance(request.get(member), str) and not _encodable(request[member]):
+            raise InvalidRequest(f"'{member}' must be valid Unicode text")
     if "params" in request and not isinstance(request["params"], dict | list | None):
         raise InvalidRequest("'params' must be an object or an array")
     return request_id
+
+
+def _encodable(text: str) -> bool:
+    # JSON may carry lone surrogates ("\ud800"); no reply could echo them.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _params(method: Method[P], raw: dict[str, Any] | list[Any] | None) -> P:

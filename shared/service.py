@@ -7,6 +7,7 @@ its methods, readiness checks and any state its own routes need.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,6 +29,18 @@ from shared.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[object]]
+
+
+class MeshJSONResponse(JSONResponse):
+    """JSON as UTF-8; text that cannot be UTF-8 (a lone surrogate a caller
+    sent) is written as a JSON escape instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode("ascii")
+
 
 _READY_TIMEOUT_SECONDS = 3.0
 
@@ -75,6 +88,7 @@ def create_service_app(
         description=description,
         version=settings.version,
         lifespan=lifespan,
+        default_response_class=MeshJSONResponse,
         docs_url=None,
         redoc_url=None,
     )
@@ -109,9 +123,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def mesh_error_response(error: MeshError, status: int | None = None) -> JSONResponse:
+def mesh_error_response(
+    error: MeshError, status: int | None = None
+) -> MeshJSONResponse:
     reply = error_reply(error)
-    return JSONResponse(reply.body, status_code=status or reply.status)
+    return MeshJSONResponse(reply.body, status_code=status or reply.status)
 
 
 def _add_common_routes(
@@ -122,12 +138,12 @@ def _add_common_routes(
         return {"status": "ok", "service": settings.service_name}
 
     @app.get("/ready", include_in_schema=False)
-    async def ready(request: Request) -> JSONResponse:
+    async def ready(request: Request) -> MeshJSONResponse:
         checks: Mapping[str, Check] = request.app.state.checks
         results = await asyncio.gather(*(_run_check(c) for c in checks.values()))
         report = dict(zip(checks, results, strict=True))
         is_ready = all(result == "ok" for result in results)
-        return JSONResponse(
+        return MeshJSONResponse(
             {"status": "ready" if is_ready else "not_ready", "checks": report},
             status_code=200 if is_ready else 503,
         )
@@ -151,7 +167,7 @@ def _add_common_routes(
         reply = await dispatcher.dispatch(body, call)
         if reply.body is None:
             return Response(status_code=reply.status)
-        return JSONResponse(reply.body, status_code=reply.status)
+        return MeshJSONResponse(reply.body, status_code=reply.status)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

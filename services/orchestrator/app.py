@@ -6,7 +6,6 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from services.orchestrator.methods import Orchestrator
 from services.orchestrator.pipeline import Agents, Pipeline
@@ -24,6 +23,7 @@ from shared.errors import (
 from shared.runtime import Runtime
 from shared.secrets import SecretStore
 from shared.service import (
+    MeshJSONResponse,
     ServiceParts,
     create_service_app,
     mesh_error_response,
@@ -88,7 +88,7 @@ def create_app(
     )
 
     @app.post("/documents", status_code=202)
-    async def upload_document(request: Request) -> JSONResponse:
+    async def upload_document(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
         orchestrator: Orchestrator = request.app.state.service
         try:
@@ -102,6 +102,6 @@ def create_app(
         except MeshError as error:
             status = _UPLOAD_STATUS.get(type(error), error.http_status)
             return mesh_error_response(error, status)
-        return JSONResponse(task, status_code=202)
+        return MeshJSONResponse(task, status_code=202)
 
     return app

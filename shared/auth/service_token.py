@@ -59,34 +59,45 @@ class ServiceTokenProvider:
         self._margin = renew_margin_seconds
         self._cached: _CachedToken | None = None
         self._lock = asyncio.Lock()
+        self._renewal: asyncio.Task[None] | None = None
 
     async def token(self) -> str:
         cached = self._cached
         now = time.monotonic()
         if cached and now < cached.renew_at:
             return cached.value
-        if cached and cached.usable(now) and self._lock.locked():
-            # Someone is renewing; the current token is still good meanwhile.
+        if cached and cached.usable(now):
+            # Time to renew, but the token in hand still works: nobody waits
+            # for the identity provider while it does.
+            self._renew_in_background()
             return cached.value
 
         async with self._lock:
-            if self._cached is not cached and self._cached is not None:
+            if self._cached is not None and self._cached.usable(time.monotonic()):
                 return self._cached.value
+            self._cached = await self._request()
+            return self._cached.value
+
+    def _renew_in_background(self) -> None:
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        async with self._lock:
+            held = self._cached
             try:
                 self._cached = await self._request()
             except DependencyUnavailable:
-                if cached is None or not cached.usable(time.monotonic()):
-                    raise
-                self._cached = replace(
-                    cached, renew_at=time.monotonic() + _RETRY_SECONDS
-                )
                 log_event(
                     logger,
                     "service_token.renewal_deferred",
                     level=logging.WARNING,
                     client_id=self._client_id,
                 )
-            return self._cached.value
+                if held is not None and self._cached is held:
+                    self._cached = replace(
+                        held, renew_at=time.monotonic() + _RETRY_SECONDS
+                    )
 
     def invalidate(self) -> None:
         """Forget the cached token, e.g. after a receiver refused it."""

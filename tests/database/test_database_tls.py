@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -162,3 +164,47 @@ async def test_a_stalled_query_is_dependency_unavailable_within_the_timeout(
 
     assert raised.value.dependency == "database"
     assert asyncio.get_running_loop().time() - started < 2
+
+
+def _server_processes(cluster: PostgresCluster) -> list[int]:
+    """The postmaster and every process it started."""
+    postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(entry.name))
+    return [postmaster, *children]
+
+
+async def test_a_stalled_server_answers_within_the_timeout_every_time(
+    cluster: PostgresCluster,
+) -> None:
+    settings = _settings(cluster, cluster.ca_path)
+    pool = await create_pool(settings, StaticSecretStore({SECRET_ID: PASSWORD}))
+    database = Database(pool, timeout=1.0)
+    await database.fetchval("SELECT 1")
+    stalled = _server_processes(cluster)
+    loop = asyncio.get_running_loop()
+
+    for pid in stalled:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        durations = []
+        for _ in range(3):
+            started = loop.time()
+            with pytest.raises(DependencyUnavailable):
+                await database.fetchval("SELECT 1")
+            durations.append(loop.time() - started)
+    finally:
+        for pid in stalled:
+            os.kill(pid, signal.SIGCONT)
+
+    assert max(durations) < 2.0, durations
+    assert await database.fetchval("SELECT 1") == 1
+    await pool.close()

@@ -307,6 +307,8 @@ async def test_unknown_document_is_32010_through_the_orchestrator(
         ("get_document", {"s3_key": "uploads/\u202etxt.exe"}),
         ("get_document", {"s3_key": "uploads/a\u2028b.pdf"}),
         ("get_document", {"s3_key": "\u00e9" * 600}),
+        ("get_document", {"s3_key": "uploads/a\u00a0b.pdf"}),
+        ("search_documents", {"text": "\u3000"}),
         ("get_document", {}),
     ],
 )

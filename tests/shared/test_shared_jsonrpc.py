@@ -329,3 +329,20 @@ async def test_dispatch_unknown_envelope_member_is_invalid_request(
     assert reply.status == 400
     assert error_of(reply)["code"] == -32600
     assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc": "2.0", "id": "\\ud800", "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "\\udfff"}',
+    ],
+)
+async def test_dispatch_lone_surrogate_in_id_or_method_is_invalid_request(
+    dispatcher: Dispatcher, recorder: Recorder, body: bytes
+) -> None:
+    reply = await dispatcher.dispatch(body, CALLER)
+
+    assert reply.status == 400
+    assert error_of(reply)["code"] == -32600
+    assert recorder.calls == []

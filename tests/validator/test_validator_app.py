@@ -118,3 +118,24 @@ async def test_ready_reports_the_identity_provider_keys(
 
     assert response.status_code == 200
     assert response.json()["checks"] == {"identity-provider": "ok"}
+
+
+async def test_a_lone_surrogate_in_a_param_name_is_answered_as_32602(
+    client: httpx.AsyncClient,
+) -> None:
+    body = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "get_validation_rules",'
+        b' "params": {"document_type": "invoice", "\\ud800": 1}}'
+    )
+
+    response = await client.post(
+        "/a2a",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {_token(['admin'])}",
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.json()["error"]["code"] == -32602
