@@ -3,6 +3,7 @@
     MeshError
     ├── ParseError              -32700  malformed JSON
     ├── InvalidRequest          -32600  not a JSON-RPC 2.0 request
+    ├── PayloadTooLarge         -32600  HTTP 413, body over the limit
     ├── MethodNotFound          -32601
     ├── InvalidParams           -32602  parameters do not match the schema
     ├── InternalError           -32603  our fault; detail goes to the log only
@@ -55,6 +56,15 @@ class InvalidRequest(MeshError):
     code = -32600
     http_status = 400
     default_message = "Invalid request"
+
+
+class PayloadTooLarge(MeshError):
+    code = -32600
+    http_status = 413
+    default_message = "Request body too large"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, data={"reason": "too_large"})
 
 
 class MethodNotFound(MeshError):
@@ -188,6 +198,7 @@ ERROR_TABLE: dict[type[MeshError], tuple[int, int]] = {
     for cls in (
         ParseError,
         InvalidRequest,
+        PayloadTooLarge,
         MethodNotFound,
         InvalidParams,
         InternalError,
@@ -203,15 +214,3 @@ ERROR_TABLE: dict[type[MeshError], tuple[int, int]] = {
     )
 }
 """Each error class with its JSON-RPC code and HTTP status, for docs and tests."""
-
-
-class PayloadTooLarge(MeshError):
-    code = -32600
-    http_status = 413
-    default_message = "Request body too large"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, data={"reason": "too_large"})
-
-
-ERROR_TABLE[PayloadTooLarge] = (PayloadTooLarge.code, PayloadTooLarge.http_status)
