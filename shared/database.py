@@ -101,9 +101,6 @@ class Database:
             finally:
                 await self.pool.release(connection)
 
-    async def close(self) -> None:
-        await self.pool.close()
-
 
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:

@@ -30,23 +30,24 @@ class TaskRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._active: set[uuid.UUID] = set()
 
-    def start(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> None:
-        """Schedule a task unless it is already running here."""
+    def start(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> bool:
+        """Schedule a task unless it is already running here; whether it was."""
         if task_id in self._active:
-            return
+            return False
         self._active.add(task_id)
         job = asyncio.create_task(self._run(task_id, s3_key, cid))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
+        return True
 
-    def resume(self, unfinished: list[dict[str, Any]]) -> int:
-        """Run again unfinished tasks that are not running here; how many."""
-        fresh = [t for t in unfinished if uuid.UUID(t["task_id"]) not in self._active]
-        for task in fresh:
+    def resume(self, unfinished: list[dict[str, Any]]) -> None:
+        """Run again the unfinished tasks that are not running here."""
+        resumed = sum(
             self.start(uuid.UUID(task["task_id"]), task["s3_key"], None)
-        if fresh:
-            log_event(logger, "tasks.resumed", count=len(fresh))
-        return len(fresh)
+            for task in unfinished
+        )
+        if resumed:
+            log_event(logger, "tasks.resumed", count=resumed)
 
     async def watch(self, *, interval: float, stale_after: float) -> None:
         """Forever: resume tasks left unfinished for ``stale_after`` seconds."""
