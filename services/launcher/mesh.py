@@ -53,10 +53,6 @@ class MeshAddresses:
     urls: dict[str, str] = field(default_factory=dict)
 
     @property
-    def orchestrator(self) -> str:
-        return self.urls["orchestrator"]
-
-    @property
     def issuer(self) -> str:
         return f"{self.urls['identity']}/realms/{REALM}"
 
