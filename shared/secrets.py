@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
@@ -37,14 +37,19 @@ class AwsEndpoint:
     region: str
     endpoint_url: str | None = None
     ca_bundle: str | None = None
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    """Access key id and secret; without them boto3 finds its own (task role)."""
 
     def client(self, service: str) -> Any:
+        key_id, key = self.credentials or (None, None)
         # ``verify`` is a CA bundle path or True: certificate checks stay on.
         return boto3.session.Session().client(
             service,  # type: ignore[call-overload]
             region_name=self.region,
             endpoint_url=self.endpoint_url,
             verify=self.ca_bundle or True,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=key,
         )
 
 

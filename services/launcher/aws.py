@@ -13,9 +13,10 @@ from services.launcher.processes import ManagedProcess, python_module
 from shared.secrets import AwsEndpoint
 
 # moto accepts any credentials; these only keep boto3 from looking elsewhere.
+LOCAL_CREDENTIALS = ("local-mesh", "local-mesh")
 LOCAL_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "local-mesh",
-    "AWS_SECRET_ACCESS_KEY": "local-mesh",
+    "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS[0],
+    "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS[1],
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 

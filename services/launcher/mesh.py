@@ -9,12 +9,11 @@ reverse order, also when starting fails half-way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +21,12 @@ from typing import Self
 
 from certs.authority import DevCertificates, ensure_dev_certs
 from services.identity.realm import load_realm
-from services.launcher.aws import LOCAL_AWS_ENV, aws_process, seed
+from services.launcher.aws import (
+    LOCAL_AWS_ENV,
+    LOCAL_CREDENTIALS,
+    aws_process,
+    seed,
+)
 from services.launcher.caller import MeshCaller
 from services.launcher.errors import StartupFailed
 from services.launcher.pg_setup import find_postgres_bin
@@ -140,7 +144,10 @@ class LocalMesh:
         self._launch(process, f"https://127.0.0.1:{port}/moto-api/")
         self.addresses.urls["aws"] = f"https://127.0.0.1:{port}"
         self.aws = AwsEndpoint(
-            REGION, self.addresses.urls["aws"], str(certs.ca.cert_path)
+            REGION,
+            self.addresses.urls["aws"],
+            str(certs.ca.cert_path),
+            credentials=LOCAL_CREDENTIALS,
         )
 
         realm = load_realm()
@@ -152,8 +159,7 @@ class LocalMesh:
             for client_id, secret in self.client_secrets.items()
         }
         values[DB_PASSWORD_SECRET] = self._db_password
-        with _aws_environment():
-            seed(self.aws, BUCKET, values)
+        seed(self.aws, BUCKET, values)
 
     def _start_service(self, name: str, module: str, env_of: EnvBuilder) -> None:
         port = free_port()
@@ -260,21 +266,6 @@ class LocalMesh:
             for agent in AGENTS:
                 env[f"MESH_{agent.upper()}_URL"] = self.addresses.urls[agent]
         return env | self._env_overrides.get(name, {})
-
-
-@contextlib.contextmanager
-def _aws_environment() -> Iterator[None]:
-    """The local credentials, for boto3 calls made by the launcher itself."""
-    saved = {key: os.environ.get(key) for key in LOCAL_AWS_ENV}
-    os.environ.update(LOCAL_AWS_ENV)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 __all__ = ["LocalMesh", "MeshAddresses", "StartupFailed"]

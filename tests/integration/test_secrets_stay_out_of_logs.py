@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from services.launcher.aws import LOCAL_AWS_ENV
 from services.launcher.mesh import BUCKET, LocalMesh
 from tests.helpers.corpus import corpus_file
 
@@ -57,10 +56,8 @@ def test_logs_hold_no_client_secret(mesh: LocalMesh, processed: dict[str, Any]) 
 
 
 def test_stored_documents_are_encrypted_at_rest(
-    mesh: LocalMesh, processed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    mesh: LocalMesh, processed: dict[str, Any]
 ) -> None:
-    for key, value in LOCAL_AWS_ENV.items():
-        monkeypatch.setenv(key, value)
     s3 = mesh.aws.client("s3")
 
     keys = [
