@@ -7,7 +7,9 @@
 
 There is no authorization endpoint, no user login and no refresh token: the
 mesh only ever uses the client-credentials grant, so discovery advertises
-nothing else.
+nothing else. A token request may name optional client scopes (``scope``),
+which choose its audiences, and may carry a DPoP proof, which binds the token
+to the caller's key (see ``scopes`` and ``dpop``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from fastapi.responses import JSONResponse
 
 from services.identity.clients import ClientSecrets
 from services.identity.credentials import presented_credentials, read_form
+from services.identity.dpop import PROOF_SIGNING_ALGORITHMS, TokenRequestProofs
 from services.identity.errors import NO_STORE, OAuthError, invalid_client
 from services.identity.keys import SIGNING_ALGORITHM, RealmKeys, generate_keys
 from services.identity.realm import Client, Realm, load_realm
+from services.identity.scopes import DEFAULT_GRANTED, Grant, grant
 from services.identity.settings import IdentitySettings
 from shared.errors import DependencyUnavailable
 from shared.logging import jti_prefix, log_event
@@ -37,11 +41,10 @@ from shared.secrets import SecretsManagerStore, SecretStore
 logger = logging.getLogger(__name__)
 
 CLIENT_CREDENTIALS = "client_credentials"
-GRANTED_SCOPE = "profile email"
 
 
 class IdentityState:
-    """What the endpoints share: settings, realm, keys and the client secrets."""
+    """What the endpoints share: settings, realm, keys, secrets and used proofs."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class IdentityState:
         self.realm = realm
         self.keys = keys
         self.client_secrets = client_secrets
+        self.proofs = TokenRequestProofs()
 
     def realm_named(self, name: str) -> Realm:
         """The realm, if ``name`` is it; Keycloak's 404 otherwise."""
@@ -106,7 +110,7 @@ def create_app(
         issuer = settings.issuer(state.realm_named(realm_name).name)
         return {
             "issuer": issuer,
-            "token_endpoint": f"{issuer}/protocol/openid-connect/token",
+            "token_endpoint": token_endpoint(issuer),
             "jwks_uri": f"{issuer}/protocol/openid-connect/certs",
             "grant_types_supported": [CLIENT_CREDENTIALS],
             "token_endpoint_auth_methods_supported": [
@@ -115,7 +119,8 @@ def create_app(
             ],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [SIGNING_ALGORITHM],
-            "scopes_supported": GRANTED_SCOPE.split(),
+            "scopes_supported": list(DEFAULT_GRANTED),
+            "dpop_signing_alg_values_supported": list(PROOF_SIGNING_ALGORITHMS),
         }
 
     @app.get("/realms/{realm_name}/protocol/openid-connect/certs")
@@ -148,6 +153,11 @@ def create_app(
         return JSONResponse(body, headers=NO_STORE)
 
     return app
+
+
+def token_endpoint(issuer: str) -> str:
+    """The token endpoint's URL, as discovery gives it and DPoP proofs name it."""
+    return f"{issuer}/protocol/openid-connect/token"
 
 
 def _client_secrets(settings: IdentitySettings, store: SecretStore) -> ClientSecrets:
@@ -200,7 +210,13 @@ async def _issue(
             client_id=client_id,
         )
 
-    claims = _claims(state, realm, client, request)
+    # The proof is checked only now that the client is authenticated, so that
+    # no stranger can fill the record of used proofs.
+    issuer = state.settings.issuer(realm.name)
+    jkt = state.proofs.thumbprint(request, client, token_endpoint(issuer))
+    granted = grant(client, form.get("scope", ""))
+
+    claims = _claims(state, realm, client, request, granted, jkt)
     access_token = jwt.encode(
         claims,
         state.keys.signing_key,
@@ -211,9 +227,9 @@ async def _issue(
         "access_token": access_token,
         "expires_in": realm.access_token_lifespan,
         "refresh_expires_in": 0,
-        "token_type": "Bearer",
+        "token_type": claims["typ"],
         "not-before-policy": 0,
-        "scope": GRANTED_SCOPE,
+        "scope": granted.scope,
     }
     return client, body, claims["jti"]
 
@@ -251,9 +267,18 @@ def _https_required(realm: Realm, request: Request) -> bool:
 
 
 def _claims(
-    state: IdentityState, realm: Realm, client: Client, request: Request
+    state: IdentityState,
+    realm: Realm,
+    client: Client,
+    request: Request,
+    granted: Grant,
+    jkt: str | None,
 ) -> dict[str, Any]:
-    """A client-credentials access token's claims, in Keycloak's shape."""
+    """A client-credentials access token's claims, in Keycloak's shape.
+
+    ``jkt`` is the thumbprint of the key a DPoP proof showed, None for a
+    Bearer token.
+    """
     now = int(time.time())
     address = request.client.host if request.client else "unknown"
 
@@ -264,16 +289,17 @@ def _claims(
         "iss": state.settings.issuer(realm.name),
     }
     # Keycloak writes a single audience as a string, several as a list.
-    if len(client.audiences) == 1:
-        claims["aud"] = client.audiences[0]
-    elif client.audiences:
-        claims["aud"] = list(client.audiences)
+    if len(granted.audiences) == 1:
+        claims["aud"] = granted.audiences[0]
+    elif granted.audiences:
+        claims["aud"] = list(granted.audiences)
 
     claims |= {
         "sub": client.subject,
-        "typ": "Bearer",
+        # Keycloak types a bound token "DPoP", here and in the response.
+        "typ": "Bearer" if jkt is None else "DPoP",
         "azp": client.client_id,
-        "scope": GRANTED_SCOPE,
+        "scope": granted.scope,
         "email_verified": False,
         "clientHost": address,
         "clientAddress": address,
@@ -283,4 +309,6 @@ def _claims(
     # Keycloak leaves realm_access out when the account has no realm roles.
     if client.roles:
         claims["realm_access"] = {"roles": list(client.roles)}
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     return claims

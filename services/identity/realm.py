@@ -2,9 +2,12 @@
 
 Only what shapes a client-credentials token is kept: the realm's name, token
 lifespan and TLS rule, and per client its secret placeholder, the realm roles
-of its service account and the audiences its mappers add. The file is checked
-on load, and a literal client secret in it is refused: secrets live in
-Secrets Manager, the file only names a Keycloak environment placeholder.
+of its service account, the audiences it always gets (from its own audience
+mappers and its default client scopes), the optional client scopes it may ask
+for with the audiences each adds, and whether its tokens must be DPoP-bound.
+The file is checked on load, and a literal client secret in it is refused:
+secrets live in Secrets Manager, the file only names a Keycloak environment
+placeholder.
 """
 
 from __future__ import annotations
@@ -29,6 +32,28 @@ _EXPORT_MASK = "**********"
 
 _AUDIENCE_MAPPER = "oidc-audience-mapper"
 
+# The client attribute with which Keycloak makes a DPoP proof mandatory.
+DPOP_BOUND_ATTRIBUTE = "dpop.bound.access.tokens"
+
+# Client scopes Keycloak creates in every realm. A client may name them without
+# the file defining them; none of them adds an audience, so they are ignored.
+KEYCLOAK_BUILT_IN_SCOPES = frozenset(
+    {
+        "acr",
+        "address",
+        "basic",
+        "email",
+        "microprofile-jwt",
+        "offline_access",
+        "organization",
+        "phone",
+        "profile",
+        "roles",
+        "service_account",
+        "web-origins",
+    }
+)
+
 
 class RealmError(ValueError):
     """The realm file cannot be used; ``path`` names the offending member."""
@@ -46,10 +71,15 @@ class Client:
     client_id: str
     secret_ref: str | None
     roles: tuple[str, ...]
-    audiences: tuple[str, ...]
+    # In every token of the client, whatever scope it asks for.
+    default_audiences: tuple[str, ...]
+    # Scope name -> the audiences the scope adds when the request names it.
+    optional_scopes: dict[str, tuple[str, ...]]
     service_accounts_enabled: bool
     enabled: bool
     subject: str
+    # A token request without a DPoP proof is refused.
+    dpop_bound: bool
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,7 @@ def parse_realm(raw: dict[str, Any]) -> Realm:
     realm_roles = _realm_roles(raw)
     client_ids = _client_ids(raw)
     accounts = _service_accounts(raw, realm_roles, client_ids)
+    scopes = _client_scopes(raw, client_ids)
 
     clients: dict[str, Client] = {}
     for index, item in enumerate(_list(raw.get("clients", []), "clients")):
@@ -106,10 +137,12 @@ def parse_realm(raw: dict[str, Any]) -> Realm:
             client_id=client_id,
             secret_ref=_secret_ref(rep, where),
             roles=roles,
-            audiences=_audiences(rep, where, client_ids),
+            default_audiences=_default_audiences(rep, where, client_ids, scopes),
+            optional_scopes=_optional_scopes(rep, where, scopes),
             service_accounts_enabled=rep.get("serviceAccountsEnabled") is True,
             enabled=rep.get("enabled", True) is True,
             subject=user_id or service_account_subject(name, client_id),
+            dpop_bound=_dpop_bound(rep, where),
         )
 
     return Realm(
@@ -171,6 +204,72 @@ def _service_accounts(
         user_id = _string(user["id"], f"{where}.id") if "id" in user else None
         accounts[client_id] = (user_id, roles)
     return accounts
+
+
+def _client_scopes(
+    raw: dict[str, Any], client_ids: frozenset[str]
+) -> dict[str, tuple[str, ...]]:
+    """Per client scope the file defines: the audiences its mappers add."""
+    scopes: dict[str, tuple[str, ...]] = {}
+    for index, item in enumerate(_list(raw.get("clientScopes", []), "clientScopes")):
+        where = f"clientScopes[{index}]"
+        rep = _object(item, where)
+        name = _string(rep.get("name"), f"{where}.name")
+        if name in scopes:
+            raise RealmError(f"{where}.name", f"second client scope named '{name}'")
+
+        _string(rep.get("protocol", "openid-connect"), f"{where}.protocol")
+        _object(rep.get("attributes", {}), f"{where}.attributes")
+        scopes[name] = _audiences(rep, where, client_ids)
+    return scopes
+
+
+def _default_audiences(
+    rep: dict[str, Any],
+    where: str,
+    client_ids: frozenset[str],
+    scopes: dict[str, tuple[str, ...]],
+) -> tuple[str, ...]:
+    """The client's own audience mappers, then those of its default scopes."""
+    audiences = list(_audiences(rep, where, client_ids))
+    for scope in _scope_names(rep, where, "defaultClientScopes", scopes):
+        audiences.extend(scopes[scope])
+    return tuple(dict.fromkeys(audiences))
+
+
+def _optional_scopes(
+    rep: dict[str, Any], where: str, scopes: dict[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    names = _scope_names(rep, where, "optionalClientScopes", scopes)
+    return {name: scopes[name] for name in names}
+
+
+def _scope_names(
+    rep: dict[str, Any], where: str, key: str, scopes: dict[str, tuple[str, ...]]
+) -> list[str]:
+    """The scopes a client lists under ``key`` that the file defines.
+
+    A built-in Keycloak scope the file does not define is passed over; any
+    other name the file does not define is a mistake.
+    """
+    at = f"{where}.{key}"
+    names = [_string(name, at) for name in _list(rep.get(key, []), at)]
+    unknown = sorted(set(names) - scopes.keys() - KEYCLOAK_BUILT_IN_SCOPES)
+    if unknown:
+        raise RealmError(at, f"unknown client scopes {unknown}")
+    return [name for name in dict.fromkeys(names) if name in scopes]
+
+
+def _dpop_bound(rep: dict[str, Any], where: str) -> bool:
+    # Strict on purpose: a "True" or a JSON true silently read as false would
+    # turn the proof requirement off.
+    attributes = _object(rep.get("attributes", {}), f"{where}.attributes")
+    value: object = attributes.get(DPOP_BOUND_ATTRIBUTE, "false")
+    if value not in ("true", "false"):
+        raise RealmError(
+            f"{where}.attributes", f'{DPOP_BOUND_ATTRIBUTE} must be "true" or "false"'
+        )
+    return value == "true"
 
 
 def _secret_ref(rep: dict[str, Any], where: str) -> str | None:

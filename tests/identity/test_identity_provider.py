@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,17 @@ from urllib.parse import quote_plus
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from pydantic import ValidationError
 
 from services.identity.app import IdentityState, create_app
 from services.identity.clients import ClientSecrets
+from services.identity.dpop import TokenRequestProofs, UsedProofs, UsedProofsFull
 from services.identity.keys import RealmKeys, generate_keys, jwk_thumbprint
 from services.identity.realm import DEFAULT_REALM_FILE, load_realm
 from services.identity.settings import IdentitySettings
+from shared.auth.dpop import DpopKey
 from shared.errors import DependencyUnavailable
 from shared.secrets import StaticSecretStore
 
@@ -27,6 +33,7 @@ REALM = "a2a-mesh"
 PUBLIC_URL = "http://idp.test:8080"
 ISSUER = f"{PUBLIC_URL}/realms/{REALM}"
 TOKEN_PATH = f"/realms/{REALM}/protocol/openid-connect/token"
+TOKEN_URL = f"{ISSUER}/protocol/openid-connect/token"
 PREFIX = "a2a-mesh/clients/"
 CLIENT_IDS = [
     "orchestrator",
@@ -48,6 +55,10 @@ UNSUPPORTED_GRANT = {
     "error": "unsupported_grant_type",
     "error_description": "Unsupported grant_type",
 }
+
+
+def invalid_dpop_proof(description: str) -> dict[str, str]:
+    return {"error": "invalid_dpop_proof", "error_description": description}
 
 
 class RecordingStore:
@@ -112,12 +123,34 @@ async def idp(keys: RealmKeys) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def token_claims(idp: httpx.AsyncClient, client_id: str) -> dict[str, Any]:
-    response = await idp.post(TOKEN_PATH, data=form(client_id))
+async def request_token(
+    idp: httpx.AsyncClient,
+    client_id: str,
+    *,
+    scope: str | None = None,
+    key: DpopKey | None = None,
+) -> httpx.Response:
+    """A token request, naming ``scope`` and with a proof of ``key`` if given."""
+    data = form(client_id) | ({} if scope is None else {"scope": scope})
+    headers = {} if key is None else {"DPoP": key.proof("POST", TOKEN_URL)}
+    return await idp.post(TOKEN_PATH, data=data, headers=headers)
+
+
+def claims_of(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200
     return jwt.decode(
         response.json()["access_token"], options={"verify_signature": False}
     )
+
+
+async def token_claims(
+    idp: httpx.AsyncClient,
+    client_id: str,
+    *,
+    scope: str | None = None,
+    key: DpopKey | None = None,
+) -> dict[str, Any]:
+    return claims_of(await request_token(idp, client_id, scope=scope, key=key))
 
 
 async def test_health_returns_ok(idp: httpx.AsyncClient) -> None:
@@ -143,6 +176,18 @@ async def test_discovery_names_issuer_endpoints_and_methods(
         "client_secret_post",
     ]
     assert document["id_token_signing_alg_values_supported"] == ["RS256"]
+
+
+async def test_discovery_advertises_dpop_proof_algorithms(
+    idp: httpx.AsyncClient,
+) -> None:
+    response = await idp.get(f"/realms/{REALM}/.well-known/openid-configuration")
+
+    assert response.json()["dpop_signing_alg_values_supported"] == [
+        "ES256",
+        "RS256",
+        "PS256",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -187,7 +232,7 @@ async def test_certs_publish_one_signing_key_and_one_encryption_key(
 async def test_token_via_form_returns_keycloak_response(
     idp: httpx.AsyncClient,
 ) -> None:
-    response = await idp.post(TOKEN_PATH, data=form("orchestrator"))
+    response = await idp.post(TOKEN_PATH, data=form("document-processor"))
 
     assert response.status_code == 200
     body = response.json()
@@ -232,14 +277,14 @@ async def test_token_via_basic_decodes_form_urlencoded_credentials(
 async def test_token_signature_verifies_against_jwks(idp: httpx.AsyncClient) -> None:
     jwks = (await idp.get(f"/realms/{REALM}/protocol/openid-connect/certs")).json()
     signing = next(jwk for jwk in jwks["keys"] if jwk["use"] == "sig")
-    response = await idp.post(TOKEN_PATH, data=form("orchestrator"))
+    response = await idp.post(TOKEN_PATH, data=form("document-processor"))
     token = response.json()["access_token"]
 
     claims = jwt.decode(
         token,
         jwt.PyJWK(signing).key,
         algorithms=["RS256"],
-        audience="extractor",
+        audience="orchestrator",
         issuer=ISSUER,
     )
 
@@ -248,32 +293,33 @@ async def test_token_signature_verifies_against_jwks(idp: httpx.AsyncClient) -> 
         "typ": "JWT",
         "kid": signing["kid"],
     }
-    assert claims["aud"] == ["extractor", "validator", "archivist"]
-    assert claims["realm_access"] == {"roles": ["orchestrator"]}
+    assert claims["aud"] == "orchestrator"
+    assert claims["realm_access"] == {"roles": ["document-processor"]}
 
 
 async def test_token_claims_have_keycloak_shape(idp: httpx.AsyncClient) -> None:
-    claims = await token_claims(idp, "orchestrator")
+    claims = await token_claims(idp, "lambda-trigger")
 
     assert claims["exp"] - claims["iat"] == 300
     assert claims["iss"] == ISSUER
     assert claims["typ"] == "Bearer"
-    assert claims["azp"] == "orchestrator"
-    assert claims["client_id"] == "orchestrator"
-    assert claims["preferred_username"] == "service-account-orchestrator"
+    assert claims["azp"] == "lambda-trigger"
+    assert claims["client_id"] == "lambda-trigger"
+    assert claims["preferred_username"] == "service-account-lambda-trigger"
     assert claims["scope"] == "profile email"
     assert claims["email_verified"] is False
     assert claims["clientHost"] == "127.0.0.1"
     assert claims["clientAddress"] == "127.0.0.1"
     assert len(claims["jti"]) == 36
     assert "resource_access" not in claims
+    assert "cnf" not in claims
 
 
 async def test_token_subject_is_stable_and_distinct_per_client(
     idp: httpx.AsyncClient,
 ) -> None:
-    first = await token_claims(idp, "orchestrator")
-    second = await token_claims(idp, "orchestrator")
+    first = await token_claims(idp, "lambda-trigger")
+    second = await token_claims(idp, "lambda-trigger")
     other = await token_claims(idp, "viewer")
 
     assert first["sub"] == second["sub"]
@@ -290,10 +336,13 @@ async def test_token_with_one_audience_carries_it_as_a_string(
     assert claims["realm_access"] == {"roles": ["document-processor"]}
 
 
-async def test_token_of_admin_names_every_service(idp: httpx.AsyncClient) -> None:
+async def test_token_of_admin_without_scope_names_only_the_orchestrator(
+    idp: httpx.AsyncClient,
+) -> None:
     claims = await token_claims(idp, "mesh-admin")
 
-    assert claims["aud"] == ["orchestrator", "extractor", "validator", "archivist"]
+    assert claims["aud"] == "orchestrator"
+    assert claims["scope"] == "profile email"
     assert claims["realm_access"] == {"roles": ["admin"]}
 
 
@@ -309,10 +358,247 @@ async def test_token_without_realm_roles_omits_realm_access(
 async def test_token_of_agent_without_audience_mappers_has_no_aud(
     idp: httpx.AsyncClient,
 ) -> None:
-    claims = await token_claims(idp, "extractor")
+    claims = await token_claims(idp, "extractor", key=DpopKey())
 
     assert "aud" not in claims
     assert "realm_access" not in claims
+
+
+async def test_token_with_one_scope_names_that_service_only(
+    idp: httpx.AsyncClient,
+) -> None:
+    claims = await token_claims(
+        idp, "orchestrator", scope="extractor-audience", key=DpopKey()
+    )
+
+    assert claims["aud"] == "extractor"
+    assert claims["realm_access"] == {"roles": ["orchestrator"]}
+
+
+async def test_token_with_two_scopes_names_both_services_as_a_list(
+    idp: httpx.AsyncClient,
+) -> None:
+    claims = await token_claims(
+        idp,
+        "orchestrator",
+        scope="extractor-audience archivist-audience",
+        key=DpopKey(),
+    )
+
+    assert claims["aud"] == ["extractor", "archivist"]
+
+
+async def test_token_with_scope_adds_it_to_the_default_audience(
+    idp: httpx.AsyncClient,
+) -> None:
+    claims = await token_claims(idp, "mesh-admin", scope="validator-audience")
+
+    assert claims["aud"] == ["orchestrator", "validator"]
+
+
+async def test_token_of_scoped_client_without_scope_has_no_aud(
+    idp: httpx.AsyncClient,
+) -> None:
+    claims = await token_claims(idp, "orchestrator", key=DpopKey())
+
+    assert "aud" not in claims
+
+
+async def test_token_scope_lists_the_granted_optional_scopes(
+    idp: httpx.AsyncClient,
+) -> None:
+    response = await request_token(
+        idp, "orchestrator", scope="validator-audience", key=DpopKey()
+    )
+
+    assert response.json()["scope"] == "profile email validator-audience"
+    assert claims_of(response)["scope"] == "profile email validator-audience"
+
+
+async def test_token_with_built_in_scopes_only_is_issued_as_without(
+    idp: httpx.AsyncClient,
+) -> None:
+    response = await request_token(idp, "viewer", scope="openid profile email")
+
+    assert response.json()["scope"] == "profile email"
+    assert claims_of(response)["aud"] == "orchestrator"
+
+
+@pytest.mark.parametrize(
+    ("client_id", "scope"),
+    [
+        ("viewer", "extractor-audience"),
+        ("mesh-admin", "validator-audience superuser"),
+        ("mesh-admin", "orchestrator-audience"),
+    ],
+)
+async def test_token_with_scope_not_offered_to_client_returns_400_invalid_scope(
+    idp: httpx.AsyncClient, client_id: str, scope: str
+) -> None:
+    response = await request_token(idp, client_id, scope=scope)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_scope",
+        "error_description": f"Invalid scopes: {scope}",
+    }
+
+
+async def test_token_for_dpop_bound_client_without_proof_returns_400(
+    idp: httpx.AsyncClient,
+) -> None:
+    response = await request_token(idp, "orchestrator", scope="extractor-audience")
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("DPoP proof is missing")
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_token_with_good_proof_is_bound_to_the_key(
+    idp: httpx.AsyncClient,
+) -> None:
+    key = DpopKey()
+
+    response = await request_token(idp, "orchestrator", key=key)
+
+    assert response.json()["token_type"] == "DPoP"
+    claims = claims_of(response)
+    assert claims["cnf"] == {"jkt": key.thumbprint}
+    assert claims["typ"] == "DPoP"
+
+
+async def test_token_for_unbound_client_with_proof_is_bound_too(
+    idp: httpx.AsyncClient,
+) -> None:
+    key = DpopKey()
+
+    response = await request_token(idp, "document-processor", key=key)
+
+    assert response.json()["token_type"] == "DPoP"
+    assert claims_of(response)["cnf"] == {"jkt": key.thumbprint}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{ISSUER}/protocol/openid-connect/certs",
+        # Where the request went by its Host header: the issuer's URL counts.
+        f"http://idp.test{TOKEN_PATH}",
+    ],
+)
+async def test_token_with_proof_for_another_url_returns_400(
+    idp: httpx.AsyncClient, url: str
+) -> None:
+    proof = DpopKey().proof("POST", url)
+
+    response = await idp.post(
+        TOKEN_PATH, data=form("orchestrator"), headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("DPoP HTTP URL mismatch")
+
+
+async def test_token_with_proof_for_another_method_returns_400(
+    idp: httpx.AsyncClient,
+) -> None:
+    proof = DpopKey().proof("GET", TOKEN_URL)
+
+    response = await idp.post(
+        TOKEN_PATH, data=form("orchestrator"), headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("DPoP HTTP method mismatch")
+
+
+async def test_token_with_stale_proof_returns_400(idp: httpx.AsyncClient) -> None:
+    proof = DpopKey().proof("POST", TOKEN_URL, issued_at=int(time.time()) - 120)
+
+    response = await idp.post(
+        TOKEN_PATH, data=form("orchestrator"), headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("DPoP proof is not active")
+
+
+async def test_token_with_replayed_proof_returns_400(idp: httpx.AsyncClient) -> None:
+    headers = {"DPoP": DpopKey().proof("POST", TOKEN_URL)}
+
+    first = await idp.post(TOKEN_PATH, data=form("orchestrator"), headers=headers)
+    second = await idp.post(TOKEN_PATH, data=form("orchestrator"), headers=headers)
+
+    assert first.status_code == 200
+    assert second.status_code == 400
+    assert second.json() == invalid_dpop_proof("DPoP proof has already been used")
+
+
+async def test_token_with_private_key_in_proof_returns_400(
+    idp: httpx.AsyncClient,
+) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(private, as_dict=True)
+    assert "d" in jwk
+    claims = {
+        "jti": uuid.uuid4().hex,
+        "htm": "POST",
+        "htu": TOKEN_URL,
+        "iat": int(time.time()),
+    }
+    proof = jwt.encode(
+        claims, private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": jwk}
+    )
+
+    response = await idp.post(
+        TOKEN_PATH, data=form("orchestrator"), headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("Invalid key in DPoP header")
+
+
+async def test_token_with_two_proofs_returns_400(idp: httpx.AsyncClient) -> None:
+    key = DpopKey()
+    headers = [
+        ("DPoP", key.proof("POST", TOKEN_URL)),
+        ("DPoP", key.proof("POST", TOKEN_URL)),
+    ]
+
+    response = await idp.post(TOKEN_PATH, data=form("orchestrator"), headers=headers)
+
+    assert response.status_code == 400
+    assert response.json() == invalid_dpop_proof("Multiple DPoP proofs")
+
+
+async def test_token_with_bad_secret_and_bad_proof_returns_401_invalid_client(
+    idp: httpx.AsyncClient,
+) -> None:
+    proof = DpopKey().proof("GET", TOKEN_URL)
+
+    response = await idp.post(
+        TOKEN_PATH, data=form("orchestrator", "wrong"), headers={"DPoP": proof}
+    )
+
+    assert response.status_code == 401
+    assert response.json() == INVALID_CLIENT
+
+
+async def test_token_when_used_proofs_are_full_returns_503(keys: RealmKeys) -> None:
+    app = create_app(make_settings(), StaticSecretStore(SECRETS), keys=keys)
+    state: IdentityState = app.state.identity
+    state.proofs = TokenRequestProofs(UsedProofs(capacity=1))
+
+    async with client_for(app) as idp:
+        first = await request_token(idp, "orchestrator", key=DpopKey())
+        second = await request_token(idp, "orchestrator", key=DpopKey())
+
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert second.json() == {
+        "error": "temporarily_unavailable",
+        "error_description": "DPoP proofs cannot be checked now",
+    }
 
 
 async def test_token_with_bad_secret_returns_401_invalid_client(
@@ -586,7 +872,7 @@ async def test_token_events_are_logged_without_secrets_or_tokens(
 ) -> None:
     caplog.set_level(logging.INFO, logger="services.identity.app")
 
-    issued = await idp.post(TOKEN_PATH, data=form("orchestrator"))
+    issued = await idp.post(TOKEN_PATH, data=form("document-processor"))
     refused = await idp.post(TOKEN_PATH, data=form("viewer", "wrong-secret"))
 
     assert issued.status_code == 200
@@ -599,7 +885,7 @@ async def test_token_events_are_logged_without_secrets_or_tokens(
         issued.json()["access_token"], options={"verify_signature": False}
     )["jti"]
     assert events["token.issued"] == {
-        "client_id": "orchestrator",
+        "client_id": "document-processor",
         "outcome": "issued",
         "jti": jti[:8],
     }
@@ -615,6 +901,30 @@ async def test_token_events_are_logged_without_secrets_or_tokens(
     assert jti not in logged
 
 
+async def test_dpop_refusal_is_logged_with_reason_and_without_proof(
+    idp: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.identity.app")
+    proof = DpopKey().proof("POST", TOKEN_URL)
+    headers = {"DPoP": proof}
+
+    await idp.post(TOKEN_PATH, data=form("orchestrator"), headers=headers)
+    replayed = await idp.post(TOKEN_PATH, data=form("orchestrator"), headers=headers)
+
+    assert replayed.status_code == 400
+    refusals = [
+        getattr(record, "mesh_fields", {})
+        for record in caplog.records
+        if record.getMessage() == "token.refused"
+    ]
+    assert refusals == [
+        {"client_id": "orchestrator", "outcome": "refused", "reason": "dpop_replayed"}
+    ]
+    logged = json.dumps([getattr(r, "mesh_fields", {}) for r in caplog.records])
+    assert proof not in logged
+    assert proof.split(".")[1] not in logged
+
+
 async def test_lifespan_builds_secrets_manager_store_when_none_given(
     keys: RealmKeys,
 ) -> None:
@@ -624,6 +934,37 @@ async def test_lifespan_builds_secrets_manager_store_when_none_given(
 
     async with app.router.lifespan_context(app):
         assert isinstance(state.client_secrets, ClientSecrets)
+
+
+def test_used_proofs_refuse_a_second_use() -> None:
+    used = UsedProofs(clock=lambda: 1000.0)
+
+    assert used.first_use("proof-1", 1065.0)
+    assert not used.first_use("proof-1", 1065.0)
+
+
+def test_used_proofs_forget_a_proof_once_stale() -> None:
+    now = [1000.0]
+    used = UsedProofs(clock=lambda: now[0])
+    used.first_use("proof-1", 1065.0)
+
+    now[0] = 1065.0
+
+    assert used.first_use("proof-2", 1130.0)
+    assert len(used) == 1
+
+
+def test_used_proofs_refuse_new_proofs_rather_than_forget_fresh_ones() -> None:
+    now = [1000.0]
+    used = UsedProofs(capacity=1, clock=lambda: now[0])
+    used.first_use("proof-1", 1065.0)
+
+    with pytest.raises(UsedProofsFull):
+        used.first_use("proof-2", 1065.0)
+    assert not used.first_use("proof-1", 1065.0)
+
+    now[0] = 1065.0
+    assert used.first_use("proof-2", 1130.0)
 
 
 def test_realm_file_parses_with_every_secret_a_placeholder() -> None:

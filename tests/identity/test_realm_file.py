@@ -20,6 +20,7 @@ from services.identity.realm import (
 
 AGENTS = ["extractor", "validator", "archivist"]
 SERVICES = ["orchestrator", *AGENTS]
+AGENT_SCOPES = [f"{agent}-audience" for agent in AGENTS]
 
 # Role per caller, from the role table of SYSTEM.md; agents call nobody.
 EXPECTED_ROLES: dict[str, list[str]] = {
@@ -33,16 +34,22 @@ EXPECTED_ROLES: dict[str, list[str]] = {
     "viewer": ["viewer"],
     "no-roles": [],
 }
+# The audience each client always gets; the services it calls one at a time
+# come from optional client scopes instead, one token per receiver.
 EXPECTED_AUDIENCES: dict[str, list[str]] = {
-    "orchestrator": AGENTS,
+    "orchestrator": [],
     "extractor": [],
     "validator": [],
     "archivist": [],
-    "mesh-admin": SERVICES,
+    "mesh-admin": ["orchestrator"],
     "lambda-trigger": ["orchestrator"],
     "document-processor": ["orchestrator"],
     "viewer": ["orchestrator"],
     "no-roles": ["orchestrator"],
+}
+EXPECTED_OPTIONAL_SCOPES: dict[str, list[str]] = {
+    client_id: AGENT_SCOPES if client_id in ("orchestrator", "mesh-admin") else []
+    for client_id in EXPECTED_ROLES
 }
 
 
@@ -53,6 +60,20 @@ def export() -> dict[str, Any]:
 
 def clients() -> dict[str, dict[str, Any]]:
     return {client["clientId"]: client for client in export()["clients"]}
+
+
+def audience_mapper(audience: str) -> dict[str, Any]:
+    return {
+        "name": f"audience-{audience}",
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-audience-mapper",
+        "consentRequired": False,
+        "config": {
+            "included.client.audience": audience,
+            "access.token.claim": "true",
+            "id.token.claim": "false",
+        },
+    }
 
 
 def test_realm_is_enabled_with_external_tls_and_five_minute_tokens() -> None:
@@ -124,7 +145,7 @@ def test_service_account_user_has_the_client_roles(
 
 
 @pytest.mark.parametrize(("client_id", "audiences"), sorted(EXPECTED_AUDIENCES.items()))
-def test_audience_mappers_name_the_services_a_client_calls(
+def test_audience_mappers_name_the_services_a_client_always_calls(
     client_id: str, audiences: list[str]
 ) -> None:
     mappers = clients()[client_id].get("protocolMappers", [])
@@ -136,6 +157,40 @@ def test_audience_mappers_name_the_services_a_client_calls(
         assert mapper["config"]["access.token.claim"] == "true"
         assert mapper["config"]["id.token.claim"] == "false"
         assert "included.custom.audience" not in mapper["config"]
+
+
+def test_client_scopes_add_one_service_each_to_the_audience() -> None:
+    scopes = export()["clientScopes"]
+
+    assert [scope["name"] for scope in scopes] == [f"{s}-audience" for s in SERVICES]
+    for scope, service in zip(scopes, SERVICES, strict=True):
+        assert scope["protocol"] == "openid-connect"
+        assert scope["attributes"] == {"include.in.token.scope": "true"}
+        assert [m["protocolMapper"] for m in scope["protocolMappers"]] == [
+            "oidc-audience-mapper"
+        ]
+        assert scope["protocolMappers"][0]["config"] == {
+            "included.client.audience": service,
+            "access.token.claim": "true",
+            "id.token.claim": "false",
+        }
+
+
+@pytest.mark.parametrize(
+    ("client_id", "scopes"), sorted(EXPECTED_OPTIONAL_SCOPES.items())
+)
+def test_optional_client_scopes_are_the_agents_a_client_calls(
+    client_id: str, scopes: list[str]
+) -> None:
+    assert clients()[client_id].get("optionalClientScopes", []) == scopes
+
+
+@pytest.mark.parametrize("client_id", sorted(EXPECTED_ROLES))
+def test_dpop_bound_tokens_are_required_of_the_services_only(client_id: str) -> None:
+    attributes = clients()[client_id]["attributes"]
+
+    expected = "true" if client_id in SERVICES else None
+    assert attributes.get("dpop.bound.access.tokens") == expected
 
 
 def test_no_client_adds_hardcoded_claims() -> None:
@@ -155,7 +210,12 @@ def test_loaded_realm_matches_the_file() -> None:
     assert realm.ssl_required == "external"
     for client_id, client in realm.clients.items():
         assert list(client.roles) == EXPECTED_ROLES[client_id]
-        assert list(client.audiences) == EXPECTED_AUDIENCES[client_id]
+        assert list(client.default_audiences) == EXPECTED_AUDIENCES[client_id]
+        assert client.optional_scopes == {
+            scope: (scope.removesuffix("-audience"),)
+            for scope in EXPECTED_OPTIONAL_SCOPES[client_id]
+        }
+        assert client.dpop_bound is (client_id in SERVICES)
         assert client.service_accounts_enabled
         assert client.enabled
         assert client.subject == service_account_subject("a2a-mesh", client_id)
@@ -186,6 +246,66 @@ def test_client_without_service_account_user_has_no_roles() -> None:
     assert parse_realm(raw).clients["viewer"].roles == ()
 
 
+def test_default_client_scope_adds_its_audience_and_built_ins_are_ignored() -> None:
+    raw = export()
+    viewer = next(c for c in raw["clients"] if c["clientId"] == "viewer")
+    viewer["protocolMappers"] = []
+    viewer["defaultClientScopes"] = [
+        "web-origins",
+        "acr",
+        "profile",
+        "roles",
+        "basic",
+        "email",
+        "orchestrator-audience",
+    ]
+
+    client = parse_realm(raw).clients["viewer"]
+
+    assert client.default_audiences == ("orchestrator",)
+    assert client.optional_scopes == {}
+
+
+def test_client_scope_without_audience_mapper_adds_no_audience() -> None:
+    raw = export()
+    raw["clientScopes"].append(
+        {
+            "name": "phone",
+            "protocol": "openid-connect",
+            "protocolMappers": [
+                {
+                    "name": "phone number",
+                    "protocol": "openid-connect",
+                    "protocolMapper": "oidc-usermodel-attribute-mapper",
+                    "config": {"claim.name": "phone_number"},
+                }
+            ],
+        }
+    )
+    raw["clients"][0]["optionalClientScopes"].append("phone")
+
+    assert parse_realm(raw).clients["orchestrator"].optional_scopes["phone"] == ()
+
+
+def test_client_without_dpop_attribute_is_not_bound() -> None:
+    raw = export()
+    del raw["clients"][0]["attributes"]
+
+    assert parse_realm(raw).clients["orchestrator"].dpop_bound is False
+
+
+def test_unknown_client_scope_is_named_in_the_error() -> None:
+    raw = export()
+    raw["clients"][0]["optionalClientScopes"] = ["extractor-audience", "ghost"]
+
+    with pytest.raises(RealmError) as caught:
+        parse_realm(raw)
+
+    assert str(caught.value) == (
+        "clients[0].optionalClientScopes: unknown client scopes ['ghost']"
+    )
+
+
 def test_masked_secret_of_a_full_export_means_no_secret() -> None:
     raw = export()
     raw["clients"][0]["secret"] = "**********"
@@ -197,6 +317,7 @@ def broken(change: str) -> dict[str, Any]:
     raw = copy.deepcopy(export())
     orchestrator = raw["clients"][0]
     orchestrator_user = raw["users"][0]
+    first_scope = raw["clientScopes"][0]
     if change == "literal_secret":
         orchestrator["secret"] = "hunter2hunter2"
     elif change == "placeholder_default":
@@ -204,7 +325,7 @@ def broken(change: str) -> dict[str, Any]:
     elif change == "unknown_role":
         orchestrator_user["realmRoles"] = ["superuser"]
     elif change == "unknown_audience":
-        orchestrator["protocolMappers"][0]["config"]["included.client.audience"] = "x"
+        orchestrator["protocolMappers"] = [audience_mapper("x")]
     elif change == "duplicate_client":
         raw["clients"].append(copy.deepcopy(orchestrator))
     elif change == "second_service_account":
@@ -221,6 +342,36 @@ def broken(change: str) -> dict[str, Any]:
         raw["clients"] = {}
     elif change == "client_without_id":
         del orchestrator["clientId"]
+    elif change == "scopes_not_a_list":
+        raw["clientScopes"] = {}
+    elif change == "scope_not_an_object":
+        raw["clientScopes"][0] = "extractor-audience"
+    elif change == "scope_without_name":
+        del first_scope["name"]
+    elif change == "duplicate_scope":
+        raw["clientScopes"].append(copy.deepcopy(first_scope))
+    elif change == "scope_of_unknown_client":
+        first_scope["protocolMappers"] = [audience_mapper("ghost")]
+    elif change == "scope_mappers_not_a_list":
+        first_scope["protocolMappers"] = {}
+    elif change == "scope_attributes_not_an_object":
+        first_scope["attributes"] = ["include.in.token.scope"]
+    elif change == "scope_protocol_not_a_string":
+        first_scope["protocol"] = 7
+    elif change == "unknown_optional_scope":
+        orchestrator["optionalClientScopes"] = ["ghost-audience"]
+    elif change == "unknown_default_scope":
+        orchestrator["defaultClientScopes"] = ["profile", "ghost"]
+    elif change == "optional_scopes_not_a_list":
+        orchestrator["optionalClientScopes"] = "extractor-audience"
+    elif change == "optional_scope_not_a_string":
+        orchestrator["optionalClientScopes"] = [{"name": "extractor-audience"}]
+    elif change == "dpop_attribute_not_a_string":
+        orchestrator["attributes"]["dpop.bound.access.tokens"] = True
+    elif change == "dpop_attribute_misspelt":
+        orchestrator["attributes"]["dpop.bound.access.tokens"] = "True"
+    elif change == "attributes_not_an_object":
+        orchestrator["attributes"] = []
     return raw
 
 
@@ -239,6 +390,21 @@ def broken(change: str) -> dict[str, Any]:
         ("bad_ssl_required", "sslRequired"),
         ("clients_not_a_list", "clients"),
         ("client_without_id", "clients[0].clientId"),
+        ("scopes_not_a_list", "clientScopes"),
+        ("scope_not_an_object", "clientScopes[0]"),
+        ("scope_without_name", "clientScopes[0].name"),
+        ("duplicate_scope", f"clientScopes[{len(SERVICES)}].name"),
+        ("scope_of_unknown_client", "clientScopes[0].protocolMappers[0].config"),
+        ("scope_mappers_not_a_list", "clientScopes[0].protocolMappers"),
+        ("scope_attributes_not_an_object", "clientScopes[0].attributes"),
+        ("scope_protocol_not_a_string", "clientScopes[0].protocol"),
+        ("unknown_optional_scope", "clients[0].optionalClientScopes"),
+        ("unknown_default_scope", "clients[0].defaultClientScopes"),
+        ("optional_scopes_not_a_list", "clients[0].optionalClientScopes"),
+        ("optional_scope_not_a_string", "clients[0].optionalClientScopes"),
+        ("dpop_attribute_not_a_string", "clients[0].attributes"),
+        ("dpop_attribute_misspelt", "clients[0].attributes"),
+        ("attributes_not_an_object", "clients[0].attributes"),
     ],
 )
 def test_parse_realm_refuses_broken_file(change: str, path: str) -> None:
