@@ -1,4 +1,5 @@
-"""Calls to another service's ``/a2a``, with this service's token on every call.
+"""Calls to another service's ``/a2a``, with this service's token on every call
+and, for a DPoP-bound token, a fresh proof over the exact bytes sent.
 
 Transport failures become ``DependencyUnavailable``; a JSON-RPC error from the
 other side comes back as ``RemoteError`` with its code and data intact.
@@ -7,6 +8,7 @@ other side comes back as ``RemoteError`` with its code and data intact.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from typing import Any
@@ -14,12 +16,19 @@ from typing import Any
 import httpx
 
 from shared.auth.service_token import ServiceTokenProvider
-from shared.errors import DependencyUnavailable, RemoteError, Unauthenticated
+from shared.errors import (
+    DependencyUnavailable,
+    RemoteError,
+    TokenRevoked,
+    Unauthenticated,
+)
 from shared.logging import correlation_id, log_event
 
 logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+# Refusals a new token can cure: expired or refused, or revoked by an admin.
+_RENEWABLE = frozenset({Unauthenticated.code, TokenRevoked.code})
 
 
 class AgentClient:
@@ -44,7 +53,7 @@ class AgentClient:
         try:
             return await self._call_once(method, params)
         except RemoteError as error:
-            if error.remote_code != Unauthenticated.code:
+            if error.remote_code not in _RENEWABLE:
                 raise
             self._tokens.invalidate()
             return await self._call_once(method, params)
@@ -57,14 +66,24 @@ class AgentClient:
             "params": params,
             "id": request_id,
         }
-        headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
+        body = json.dumps(request, separators=(",", ":")).encode()
+        token = await self._tokens.token()
+        headers = {
+            "Authorization": f"{token.scheme} {token.value}",
+            "Content-Type": "application/json",
+        }
+        key = self._tokens.dpop_key
+        if token.scheme == "DPoP" and key is not None:
+            headers["DPoP"] = key.proof(
+                "POST", self._url, access_token=token.value, body=body
+            )
         if cid := correlation_id.get():
             headers["X-Correlation-ID"] = cid
 
         started = time.perf_counter()
         try:
-            response = await self._http.post(self._url, json=request, headers=headers)
-            body = response.json()
+            response = await self._http.post(self._url, content=body, headers=headers)
+            reply = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             log_event(
                 logger,
@@ -84,7 +103,7 @@ class AgentClient:
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        return _result(self.name, body)
+        return _result(self.name, reply)
 
 
 def _result(target: str, body: Any) -> Any:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -137,20 +137,33 @@ async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
         ) from exc
 
 
+async def connect(
+    settings: DatabaseSettings, secrets: SecretStore
+) -> asyncpg.Connection:
+    """One connection outside the pool, for a long ``LISTEN``; same TLS rules."""
+    options = await _options(settings, secrets)
+    connection: asyncpg.Connection = await asyncpg.connect(**options)
+    return connection
+
+
+async def _options(settings: DatabaseSettings, secrets: SecretStore) -> dict[str, Any]:
+    return {
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "user": settings.db_user,
+        "database": settings.db_name,
+        "password": await secrets.get(settings.db_password_secret_id),
+        "ssl": client_context(settings.db_ca_file),
+        "timeout": settings.db_connect_timeout_seconds,
+        "command_timeout": settings.db_command_timeout_seconds,
+    }
+
+
 async def _connect(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
-    password = await secrets.get(settings.db_password_secret_id)
+    options = await _options(settings, secrets)
     try:
         pool = await asyncpg.create_pool(
-            host=settings.db_host,
-            port=settings.db_port,
-            user=settings.db_user,
-            database=settings.db_name,
-            password=password,
-            ssl=client_context(settings.db_ca_file),
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            timeout=settings.db_connect_timeout_seconds,
-            command_timeout=settings.db_command_timeout_seconds,
+            **options, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
     except asyncpg.InvalidPasswordError:
         raise

@@ -108,6 +108,13 @@ class RateLimited(AuthError):
     http_status = 429
     default_message = "Rate limited"
 
+    def __init__(
+        self, reason: str, message: str | None = None, *, retry_after: int = 1
+    ) -> None:
+        super().__init__(reason, message)
+        self.retry_after = retry_after
+        self.data = {"reason": reason, "retry_after": retry_after}
+
 
 class ReplayDetected(AuthError):
     code = -32004

@@ -1,20 +1,24 @@
 """JSON-RPC 2.0 in fixed stages: parse → envelope → method → role → params → handler.
 
 Each stage fails with its own code. Anything unexpected becomes -32603 with a
-generic message for the caller and the detail in an ERROR log line. Services
-only write handlers; this module owns the plumbing.
+generic message for the caller and the detail in an ERROR log line. Every
+outcome goes to the audit trail: ``method_executed`` with its duration, or
+the refusal (``invalid_input``, ``authorization_failure``). Services only
+write handlers; this module owns the plumbing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.auth.audit import Audit
 from shared.auth.policy import Policy
 from shared.auth.principal import Principal
 from shared.errors import (
@@ -34,6 +38,8 @@ P = TypeVar("P", bound=BaseModel)
 
 RequestId = str | int | None
 _ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+DEFAULT_MAX_DEPTH = 32
+_INPUT_ERRORS = (ParseError, InvalidRequest, InvalidParams, MethodNotFound)
 
 
 class Params(BaseModel):
@@ -85,26 +91,37 @@ def error_reply(error: MeshError, request_id: RequestId = None) -> Reply:
 class Dispatcher:
     """Routes JSON-RPC requests to a table of methods under a role policy."""
 
-    def __init__(self, methods: Sequence[Method[Any]], policy: Policy) -> None:
+    def __init__(
+        self,
+        methods: Sequence[Method[Any]],
+        policy: Policy,
+        *,
+        audit: Audit | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
         self._methods = {method.name: method for method in methods}
         self._policy = policy
+        self._audit = audit or Audit("unknown")
+        self._max_depth = max_depth
 
     @property
     def methods(self) -> list[Method[Any]]:
         return list(self._methods.values())
 
     async def dispatch(self, body: bytes, call: Call) -> Reply:
+        started = time.perf_counter()
+        method: str | None = None
+        request_id: RequestId = None
         try:
-            request = _parse(body)
+            request = _parse(body, self._max_depth)
             request_id = _envelope(request)
-        except MeshError as error:
-            return error_reply(error)
-
-        try:
+            method = request["method"]
             result = await self._run(request, call)
         except MeshError as error:
+            self._record(call, method, started, error)
             return error_reply(error, request_id)
 
+        self._record(call, method, started, None)
         if "id" not in request:
             return Reply(204, None)
         return Reply(200, {"jsonrpc": "2.0", "result": result, "id": request_id})
@@ -115,24 +132,9 @@ class Dispatcher:
             raise MethodNotFound(f"Method '{request['method']}' not found")
 
         if not self._policy.allows(call.principal.roles, method.name):
-            log_event(
-                logger,
-                "rpc.forbidden",
-                level=logging.WARNING,
-                method=method.name,
-                client_id=call.principal.client_id,
-                jti=jti_prefix(call.principal.jti),
-            )
             raise Forbidden("missing_role", f"Not allowed to call '{method.name}'")
 
         params = _params(method, request.get("params"))
-        log_event(
-            logger,
-            "rpc.call",
-            method=method.name,
-            client_id=call.principal.client_id,
-            jti=jti_prefix(call.principal.jti),
-        )
         try:
             return await method.handler(params, call)
         except MeshError:
@@ -147,13 +149,63 @@ class Dispatcher:
             )
             raise InternalError() from None
 
+    def _record(
+        self, call: Call, method: str | None, started: float, error: MeshError | None
+    ) -> None:
+        known = method if method in self._methods else None
+        who: dict[str, Any] = {
+            "principal": call.principal.subject,
+            "client_id": call.principal.client_id,
+            "jti": jti_prefix(call.principal.jti),
+            "method": known,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if error is None:
+            self._audit.record("method_executed", outcome="ok", persist=False, **who)
+        elif isinstance(error, Forbidden):
+            self._audit.record(
+                "authorization_failure", outcome="refused", reason=error.reason, **who
+            )
+        elif isinstance(error, _INPUT_ERRORS):
+            reason = type(error).__name__
+            self._audit.record("invalid_input", outcome="refused", reason=reason, **who)
+        else:
+            # The method ran and failed: a fact about the work, not an attack.
+            self._audit.record(
+                "method_executed",
+                outcome="error",
+                persist=False,
+                error_code=error.to_jsonrpc()["code"],
+                **who,
+            )
 
-def _parse(body: bytes) -> Any:
+
+def _parse(body: bytes, max_depth: int) -> Any:
     try:
-        return json.loads(body)
+        request = json.loads(body)
     except (ValueError, RecursionError):
         # ValueError covers bad JSON, bad UTF-8 and integers too long to convert.
         raise ParseError() from None
+    if _deeper_than(request, max_depth):
+        raise InvalidRequest(
+            f"JSON nested deeper than {max_depth} levels",
+            data={"reason": "too_deep"},
+        )
+    return request
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels; looked at
+    level by level, so a wide body costs one pass and a deep one stops early."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return any(isinstance(item, dict | list) for item in level)
 
 
 def _envelope(request: Any) -> RequestId:

@@ -1,45 +1,86 @@
-"""What every service holds while it runs: HTTP client, secrets, keys, tokens.
+"""What every service holds while it runs: HTTP client, secrets, database,
+keys, tokens and the security gate.
 
 Built in the app's lifespan, never at import time, and closed with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
+from shared.auth.audit import Audit
+from shared.auth.dpop import DpopKey, ProofVerifier
+from shared.auth.gate import SecurityGate
 from shared.auth.jwks import JwksCache
-from shared.auth.policy import Policy
+from shared.auth.policy import SecurityPolicy
+from shared.auth.replay import ReplayGuard
+from shared.auth.revocation import RevocationList
 from shared.auth.service_token import ServiceTokenProvider
+from shared.auth.store import PostgresSecurityStore
 from shared.auth.verifier import TokenVerifier
 from shared.client import AgentClient
+from shared.database import Database, apply_migrations, connect, create_pool
+from shared.errors import DependencyUnavailable
 from shared.secrets import AwsEndpoint, SecretsManagerStore, SecretStore
 from shared.settings import ServiceSettings
 from shared.tls import client_context
 
+# Used proofs are kept a minute or so; clearing them this often keeps the
+# table small without a query per request.
+_PROOF_CLEANUP_SECONDS = 60.0
 
-@dataclass(frozen=True)
+
+@dataclass
 class Runtime:
     settings: ServiceSettings
     http: httpx.AsyncClient
     aws: AwsEndpoint
     secrets: SecretStore
+    database: Database
+    security: PostgresSecurityStore
     keys: JwksCache
-    verifier: TokenVerifier
-    tokens: ServiceTokenProvider
-    policy: Policy
+    gate: SecurityGate
+    policy: SecurityPolicy
+    revocations: RevocationList
+    dpop_key: DpopKey
+    _tokens: dict[str, ServiceTokenProvider] = field(default_factory=dict)
 
     def agent(self, name: str, base_url: str) -> AgentClient:
-        """A client for another service, authenticated as this one."""
-        return AgentClient(name, base_url, http=self.http, tokens=self.tokens)
+        """A client for another service, with tokens for that service alone."""
+        return AgentClient(name, base_url, http=self.http, tokens=self.tokens_for(name))
+
+    def tokens_for(self, audience: str) -> ServiceTokenProvider:
+        """This service's tokens for ``audience``, from the Keycloak client
+        scope ``<audience>-audience``."""
+        provider = self._tokens.get(audience)
+        if provider is None:
+            settings = self.settings
+            provider = ServiceTokenProvider(
+                self.http,
+                token_url=settings.token_endpoint,
+                client_id=settings.own_client_id,
+                secret_id=settings.own_secret_id,
+                secrets=self.secrets,
+                renew_margin_seconds=settings.token_renew_margin_seconds,
+                scope=f"{audience}-audience",
+                dpop_key=self.dpop_key,
+            )
+            self._tokens[audience] = provider
+        return provider
 
 
 @asynccontextmanager
 async def open_runtime(
-    settings: ServiceSettings, secrets: SecretStore | None = None
+    settings: ServiceSettings,
+    policy: SecurityPolicy,
+    secrets: SecretStore | None = None,
 ) -> AsyncIterator[Runtime]:
     aws = AwsEndpoint(
         region=settings.aws_region,
@@ -51,8 +92,16 @@ async def open_runtime(
     )
     timeout = httpx.Timeout(settings.http_timeout_seconds, connect=5.0)
 
-    verify = client_context(settings.ca_file)
-    async with httpx.AsyncClient(timeout=timeout, verify=verify) as http:
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=timeout, verify=client_context(settings.ca_file))
+        )
+        pool = await create_pool(settings, secrets)
+        stack.push_async_callback(pool.close)
+        await apply_migrations(pool)
+        database = Database(pool, timeout=settings.db_command_timeout_seconds)
+        store = PostgresSecurityStore(database)
+
         keys = JwksCache(
             http,
             settings.jwks_endpoint,
@@ -60,26 +109,61 @@ async def open_runtime(
             max_age=settings.jwks_max_age_seconds,
         )
         await keys.refresh()
-        yield Runtime(
-            settings=settings,
-            http=http,
-            aws=aws,
-            secrets=secrets,
-            keys=keys,
+
+        audit = Audit(settings.service_name, store)
+        revocations = RevocationList(store)
+        await revocations.reload()
+        proofs = ProofVerifier(max_age_seconds=policy.tokens.proof_max_age_seconds)
+        gate = SecurityGate(
+            service=settings.service_name,
             verifier=TokenVerifier(
                 keys,
                 issuer=settings.realm_url,
                 audience=settings.accepted_audience,
                 algorithms=settings.allowed_algorithms,
-                leeway_seconds=settings.leeway_seconds,
+                leeway_seconds=policy.tokens.leeway_seconds,
+                max_lifetime_seconds=policy.tokens.max_lifetime_seconds,
             ),
-            tokens=ServiceTokenProvider(
-                http,
-                token_url=settings.token_endpoint,
-                client_id=settings.own_client_id,
-                secret_id=settings.own_secret_id,
-                secrets=secrets,
-                renew_margin_seconds=settings.token_renew_margin_seconds,
-            ),
-            policy=Policy.load(settings.policy_file),
+            proofs=proofs,
+            replay=ReplayGuard(store, settings.accepted_audience),
+            revocations=revocations,
+            policy=policy,
+            audit=audit,
+            accept_bearer=settings.accept_bearer_tokens,
         )
+
+        _background(stack, audit.run())
+        _background(stack, revocations.follow(partial(connect, settings, secrets)))
+        _background(stack, _every(_PROOF_CLEANUP_SECONDS, store.forget_expired_proofs))
+
+        yield Runtime(
+            settings=settings,
+            http=http,
+            aws=aws,
+            secrets=secrets,
+            database=database,
+            security=store,
+            keys=keys,
+            gate=gate,
+            policy=policy,
+            revocations=revocations,
+            dpop_key=DpopKey(),
+        )
+
+
+def _background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
+    task = asyncio.ensure_future(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        with contextlib.suppress(DependencyUnavailable):
+            await job()

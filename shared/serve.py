@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
-from shared.logging import configure_logging
+from shared.auth.policy import PolicyError
+from shared.logging import configure_logging, log_event
 from shared.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+logger = logging.getLogger(__name__)
 
 
 def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
     """Read settings, configure logging and serve until SIGTERM or SIGINT."""
     settings = settings_type()
     configure_logging(settings.service_name, settings.log_level)
+    try:
+        app = create_app(settings)
+    except PolicyError as error:
+        # A policy half understood is worse than none: say what is wrong, stop.
+        log_event(
+            logger, "service.bad_policy", level=logging.CRITICAL, error=str(error)
+        )
+        print(f"{settings.service_name}: {error}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
+from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
 from shared.errors import InternalError, MeshError, PayloadTooLarge
 from shared.jsonrpc import Call, Dispatcher, Method, error_reply
@@ -63,17 +64,32 @@ def create_service_app(
     description: str,
     build: Build,
     secrets: SecretStore | None = None,
-    protected: Sequence[str] = ("/a2a",),
+    policy: SecurityPolicy | None = None,
+    protected: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """The FastAPI app of one service, with its lifespan and common routes."""
+    """The FastAPI app of one service, with its lifespan and common routes.
+
+    ``/a2a`` is protected with the policy's body limit for this service;
+    ``protected`` adds other paths with their own limits. The policy file is
+    read here, so a mistake in it stops the service before it listens.
+    """
+    policy = policy or SecurityPolicy.load(settings.policy_file)
+    body_limit = policy.limits.body_bytes_for(settings.service_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            runtime = await stack.enter_async_context(open_runtime(settings, secrets))
+            runtime = await stack.enter_async_context(
+                open_runtime(settings, policy, secrets)
+            )
             parts = await build(runtime, stack)
             app.state.runtime = runtime
-            app.state.dispatcher = Dispatcher(parts.methods, runtime.policy)
+            app.state.dispatcher = Dispatcher(
+                parts.methods,
+                policy.roles,
+                audit=runtime.gate.audit,
+                max_depth=policy.limits.max_json_depth,
+            )
             app.state.checks = {
                 "identity-provider": _keys_check(runtime),
                 **parts.checks,
@@ -93,7 +109,9 @@ def create_service_app(
         redoc_url=None,
     )
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(AuthMiddleware, protected=protected)
+    app.add_middleware(
+        AuthMiddleware, body_limits={"/a2a": body_limit, **(protected or {})}
+    )
     app.add_middleware(CorrelationMiddleware)
     _add_common_routes(app, settings, description)
     return app
@@ -155,11 +173,8 @@ def _add_common_routes(
 
     @app.post("/a2a", include_in_schema=False)
     async def a2a(request: Request) -> Response:
-        try:
-            body = await read_body(request, settings.max_body_bytes)
-        except MeshError as error:
-            return mesh_error_response(error)
-
+        # The auth middleware has read the body already, within the limit.
+        body = await request.body()
         dispatcher: Dispatcher = request.app.state.dispatcher
         call = Call(
             principal=principal_of(request), correlation_id=correlation_id.get()

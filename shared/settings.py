@@ -1,8 +1,8 @@
 """Typed settings, read from ``MESH_*`` environment variables at start-up.
 
-Each service composes the pieces it needs (``ServiceSettings`` plus
-``DatabaseSettings`` and/or ``StorageSettings``) and passes the result to its
-``create_app(settings)``; nothing is read at import time.
+Each service composes the pieces it needs (``ServiceSettings``, which includes
+``DatabaseSettings``, plus ``StorageSettings`` if it reads S3) and passes the
+result to its ``create_app(settings)``; nothing is read at import time.
 """
 
 from __future__ import annotations
@@ -20,8 +20,28 @@ SUPPORTED_ALGORITHMS = frozenset(
 )
 
 
-class ServiceSettings(BaseSettings):
-    """What every service needs: where it listens and how it trusts callers."""
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL over TLS with the server certificate and host name verified."""
+
+    model_config = _CONFIG
+
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(5432, ge=1, le=65535)
+    db_name: str = "mesh"
+    db_user: str = "mesh"
+    db_password_secret_id: str = "a2a-mesh/db-password"  # noqa: S105 (an id)
+    db_ca_file: Path
+    """CA bundle that signs the server certificate (the RDS bundle on AWS)."""
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_connect_timeout_seconds: float = Field(10.0, gt=0)
+    db_command_timeout_seconds: float = Field(10.0, gt=0)
+    """Longest wait for a connection and a query together; then -32013."""
+
+
+class ServiceSettings(DatabaseSettings):
+    """What every service needs: where it listens, how it trusts callers, and
+    the database that holds the security state all replicas share."""
 
     model_config = _CONFIG
 
@@ -40,10 +60,13 @@ class ServiceSettings(BaseSettings):
     audience: str | None = None
     """The audience this service accepts; defaults to its client id."""
     allowed_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
-    leeway_seconds: int = Field(30, ge=0, le=300)
     jwks_refresh_interval_seconds: float = Field(10.0, ge=0)
     jwks_max_age_seconds: float = Field(3600.0, gt=0)
     policy_file: Path | None = None
+    """The security policy (roles, callers, token rules, limits); the
+    shipped ``shared/auth/policy.toml`` when unset."""
+    accept_bearer_tokens: bool = False
+    """Whether tokens not bound to a DPoP key are accepted at all."""
 
     client_id: str | None = None
     """This service's own client at the identity provider; defaults to its name."""
@@ -65,7 +88,6 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: int = Field(5, ge=1, le=25)
     """On SIGTERM, how long open requests may take before connections close."""
 
-    max_body_bytes: int = Field(1_048_576, gt=0)
     http_timeout_seconds: float = Field(30.0, gt=0)
 
     @field_validator("allowed_algorithms")
@@ -79,6 +101,15 @@ class ServiceSettings(BaseSettings):
     @property
     def realm_url(self) -> str:
         return self.issuer.rstrip("/")
+
+    @property
+    def public_base_url(self) -> str:
+        """The base URL callers address, which DPoP proofs must name: the
+        configured one behind a proxy, never one guessed from headers."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def jwks_endpoint(self) -> str:
@@ -99,25 +130,6 @@ class ServiceSettings(BaseSettings):
     @property
     def own_secret_id(self) -> str:
         return self.client_secret_id or f"a2a-mesh/clients/{self.own_client_id}"
-
-
-class DatabaseSettings(BaseSettings):
-    """PostgreSQL over TLS with the server certificate and host name verified."""
-
-    model_config = _CONFIG
-
-    db_host: str = "127.0.0.1"
-    db_port: int = Field(5432, ge=1, le=65535)
-    db_name: str = "mesh"
-    db_user: str = "mesh"
-    db_password_secret_id: str = "a2a-mesh/db-password"  # noqa: S105 (an id)
-    db_ca_file: Path
-    """CA bundle that signs the server certificate (the RDS bundle on AWS)."""
-    db_pool_min: int = Field(1, ge=0)
-    db_pool_max: int = Field(10, ge=1)
-    db_connect_timeout_seconds: float = Field(10.0, gt=0)
-    db_command_timeout_seconds: float = Field(10.0, gt=0)
-    """Longest wait for a connection and a query together; then -32013."""
 
 
 class StorageSettings(BaseSettings):

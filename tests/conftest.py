@@ -1,6 +1,7 @@
-"""The real mesh, started once for the integration tests: PostgreSQL with TLS,
-the S3 and Secrets Manager endpoint, the identity provider and the four
-services, each a separate process."""
+"""The real mesh, started once for the integration and security tests (and only
+when one of them asks for it): PostgreSQL with TLS, the S3 and Secrets Manager
+endpoint, the identity provider and the four services, each a separate
+process, with a second archivist replica behind the first one's URL."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def mesh() -> Iterator[LocalMesh]:
         "MESH_TASK_STALE_SECONDS": "2",
         "MESH_TASK_WATCH_INTERVAL_SECONDS": "0.5",
     }
-    with LocalMesh(service_env={"orchestrator": recovery}) as running:
+    with LocalMesh(
+        service_env={"orchestrator": recovery}, replicas={"archivist": 2}
+    ) as running:
         yield running
 
 

@@ -12,7 +12,6 @@ from pydantic import Field
 
 from services.archivist.repository import DocumentRepository, Step
 from services.archivist.settings import ArchivistSettings
-from shared.database import Database, apply_migrations, create_pool
 from shared.documents import Extraction, Validation
 from shared.errors import DocumentNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
@@ -104,10 +103,7 @@ def create_app(
     settings: ArchivistSettings, secrets: SecretStore | None = None
 ) -> FastAPI:
     async def build(runtime: Runtime, stack: AsyncExitStack) -> ServiceParts:
-        pool = await create_pool(settings, runtime.secrets)
-        stack.push_async_callback(pool.close)
-        await apply_migrations(pool)
-        database = Database(pool, timeout=settings.db_command_timeout_seconds)
+        database = runtime.database
         return ServiceParts(
             methods=Archivist(DocumentRepository(database)).methods(),
             checks={"database": lambda: database.fetchval("SELECT 1")},

@@ -75,7 +75,11 @@ class LocalMesh:
         log_level: str = "INFO",
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         keep: bool = False,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
+        """``replicas`` starts more processes of an agent, named ``archivist-2``
+        and so on, which answer under the first one's public URL as if a load
+        balancer stood in front of them all."""
         self._own_dir = work_dir is None and not keep
         self._keep = keep
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
@@ -84,6 +88,7 @@ class LocalMesh:
         self._env_overrides = {
             name: dict(env) for name, env in (service_env or {}).items()
         }
+        self._replicas = dict(replicas or {})
         self.client_secrets: dict[str, str] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.database: PostgresCluster | None = None
@@ -121,8 +126,13 @@ class LocalMesh:
         self._start_database(certs, bin_dir)
         self._start_aws(certs)
         self._start_service("identity", "services.identity", self._identity_env)
-        for name in (*AGENTS, "orchestrator"):
+        for name in AGENTS:
             self._start_service(name, f"services.{name}", self._service_env)
+            for number in range(2, self._replicas.get(name, 1) + 1):
+                self._start_service(
+                    f"{name}-{number}", f"services.{name}", self._replica_env
+                )
+        self._start_service("orchestrator", "services.orchestrator", self._service_env)
 
     def _start_database(self, certs: DevCertificates, bin_dir: Path) -> None:
         database = PostgresCluster(
@@ -266,6 +276,12 @@ class LocalMesh:
             for agent in AGENTS:
                 env[f"MESH_{agent.upper()}_URL"] = self.addresses.urls[agent]
         return env | self._env_overrides.get(name, {})
+
+    def _replica_env(self, name: str, port: int) -> dict[str, str]:
+        service = name.rsplit("-", 1)[0]
+        env = self._service_env(service, port)
+        env["MESH_PUBLIC_URL"] = self.addresses.urls[service]
+        return env
 
 
 __all__ = ["LocalMesh", "MeshAddresses", "StartupFailed"]

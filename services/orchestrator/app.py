@@ -7,12 +7,13 @@ from contextlib import AsyncExitStack
 
 from fastapi import FastAPI, Request
 
-from services.orchestrator.methods import Orchestrator
+from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
+from services.orchestrator.methods import MULTIPART_OVERHEAD, Orchestrator
 from services.orchestrator.pipeline import Agents, Pipeline
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.tasks import TaskRepository
-from shared.database import Database, apply_migrations, create_pool
+from shared.auth.policy import SecurityPolicy
 from shared.errors import (
     DependencyUnavailable,
     DocumentRejected,
@@ -44,12 +45,10 @@ _UPLOAD_STATUS: dict[type[MeshError], int] = {
 def create_app(
     settings: OrchestratorSettings, secrets: SecretStore | None = None
 ) -> FastAPI:
-    async def build(runtime: Runtime, stack: AsyncExitStack) -> ServiceParts:
-        pool = await create_pool(settings, runtime.secrets)
-        stack.push_async_callback(pool.close)
-        await apply_migrations(pool)
-        database = Database(pool, timeout=settings.db_command_timeout_seconds)
+    policy = SecurityPolicy.load(settings.policy_file)
 
+    async def build(runtime: Runtime, stack: AsyncExitStack) -> ServiceParts:
+        database = runtime.database
         tasks = TaskRepository(database)
         agents = Agents(
             extractor=runtime.agent("extractor", settings.extractor_url),
@@ -84,19 +83,25 @@ def create_app(
         description="Accepts documents and runs extractor → validator → archivist.",
         build=build,
         secrets=secrets,
-        protected=("/a2a", "/documents"),
+        policy=policy,
+        protected={
+            # Room for the multipart framing around the largest file.
+            "/documents": policy.limits.max_upload_bytes + MULTIPART_OVERHEAD,
+            "/admin": ADMIN_BODY_BYTES,
+        },
     )
+    add_admin_routes(app)
 
     @app.post("/documents", status_code=202)
     async def upload_document(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
         orchestrator: Orchestrator = request.app.state.service
         try:
-            if not runtime.policy.allows(principal_of(request).roles, "upload"):
+            if not runtime.policy.roles.allows(principal_of(request).roles, "upload"):
                 raise Forbidden("missing_role", "Not allowed to upload documents")
             task = await orchestrator.upload(
                 request,
-                max_bytes=settings.max_upload_bytes,
+                max_bytes=policy.limits.max_upload_bytes,
                 prefix=settings.upload_prefix,
             )
         except MeshError as error:

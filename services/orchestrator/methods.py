@@ -27,7 +27,7 @@ from shared.storage import DocumentStorage
 
 logger = logging.getLogger(__name__)
 
-_MULTIPART_OVERHEAD = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 class ProcessParams(Params):
@@ -164,7 +164,7 @@ class Orchestrator:
         self, request: Request, *, max_bytes: int, prefix: str
     ) -> dict[str, Any]:
         """Store a multipart ``file`` in S3 and start its task."""
-        body = await read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+        body = await read_body(request, max_bytes + MULTIPART_OVERHEAD)
         upload = await _single_file(request, body)
         content_type = content_type_of(upload)
         data = await upload.read()

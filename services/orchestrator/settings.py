@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import DatabaseSettings, ServiceSettings, StorageSettings
+from shared.settings import ServiceSettings, StorageSettings
 
 
-class OrchestratorSettings(ServiceSettings, DatabaseSettings, StorageSettings):
+class OrchestratorSettings(ServiceSettings, StorageSettings):
     service_name: str = "orchestrator"
     port: int = Field(8001, ge=0, le=65535)
+    accept_bearer_tokens: bool = True
+    """Callers outside the mesh (a Lambda, a script) may not hold DPoP keys."""
 
     extractor_url: str = "http://127.0.0.1:8002"
     validator_url: str = "http://127.0.0.1:8003"
     archivist_url: str = "http://127.0.0.1:8004"
 
-    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0)
     upload_prefix: str = "uploads/"
     max_concurrent_tasks: int = Field(16, ge=1)
     """Pipelines run at once by this replica; more wait their turn."""

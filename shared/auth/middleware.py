@@ -1,30 +1,36 @@
-"""ASGI middleware: a correlation id on every request, a verified token on
-every protected one.
+"""ASGI middleware: a correlation id on every request, the security gate in
+front of every protected one.
 
 A refused request never reaches a route: it gets the JSON-RPC error of the
-refusal with HTTP 401 and ``WWW-Authenticate``. An accepted one carries its
-``Principal`` in ``request.state.principal``.
+refusal with its HTTP status (401 with ``WWW-Authenticate``, 403, 413, 429
+with ``Retry-After``). An accepted one carries its ``Principal`` in
+``request.state.principal``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth.verifier import TokenVerifier
-from shared.errors import AuthError, Unauthenticated
+from shared.auth.dpop import PROOF_ALGORITHMS
+from shared.auth.gate import Arrival, SecurityGate
+from shared.errors import (
+    AuthError,
+    MeshError,
+    PayloadTooLarge,
+    RateLimited,
+    ReplayDetected,
+)
 from shared.jsonrpc import error_reply
-from shared.logging import correlation_id, jti_prefix, log_event
-
-logger = logging.getLogger(__name__)
+from shared.logging import correlation_id
 
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PROOF_ALGS = " ".join(sorted(PROOF_ALGORITHMS))
 
 
 class CorrelationMiddleware:
@@ -57,23 +63,31 @@ class CorrelationMiddleware:
 
 
 class AuthMiddleware:
-    """Refuses requests under the protected paths that lack a valid token."""
+    """Puts the security gate in front of the protected paths.
+
+    The body is read first, up to the path's limit, because a DPoP proof
+    covers it; the route then reads the same bytes as if nothing happened.
+    Without an explicit gate, the app's runtime provides it.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        verifier: TokenVerifier | None = None,
-        protected: Sequence[str] = ("/a2a",),
+        body_limits: Mapping[str, int],
+        gate: SecurityGate | None = None,
+        base_url: str | None = None,
         realm: str = "a2a-mesh",
     ) -> None:
         self.app = app
-        self._verifier = verifier
-        self._protected = tuple(protected)
+        self._limits = dict(body_limits)
+        self._gate = gate
+        self._base_url = base_url
         self._realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or not self._is_protected(scope["path"]):
+        limit = None if scope["type"] == "lifespan" else self._limit(scope["path"])
+        if limit is None:
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":
@@ -81,68 +95,112 @@ class AuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
 
-        verifier = self._verifier or scope["app"].state.runtime.verifier
+        gate, base_url = self._gate_of(scope)
         try:
-            principal = await verifier.verify(_bearer_token(scope))
-        except AuthError as refusal:
-            log_event(
-                logger,
-                "auth.refused",
-                level=logging.WARNING,
-                reason=refusal.reason,
+            body = await _read_body(scope, receive, limit)
+        except PayloadTooLarge as refusal:
+            gate.audit.record(
+                "invalid_input",
+                outcome="refused",
+                reason="too_large",
                 path=scope["path"],
                 client_address=_client_address(scope),
             )
-            await self._refuse(refusal, send)
+            await _send_error(send, refusal, [])
             return
 
-        log_event(
-            logger,
-            "auth.authenticated",
-            client_id=principal.client_id,
-            jti=jti_prefix(principal.jti),
+        arrival = Arrival(
+            method=scope["method"],
             path=scope["path"],
+            url=base_url + scope["path"],
+            authorization=_headers(scope, "authorization"),
+            proofs=_headers(scope, "dpop"),
+            body=body,
+            client_address=_client_address(scope),
         )
+        try:
+            principal = await gate.admit(arrival)
+        except AuthError as refusal:
+            await _send_error(send, refusal, self._challenge(refusal))
+            return
+
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
 
-    def _is_protected(self, path: str) -> bool:
-        return any(
-            path == prefix or path.startswith(prefix + "/")
-            for prefix in self._protected
-        )
+    def _limit(self, path: str) -> int | None:
+        for prefix, limit in self._limits.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return None
 
-    async def _refuse(self, refusal: AuthError, send: Send) -> None:
-        reply = error_reply(refusal)
-        challenge = f'Bearer realm="{self._realm}"'
-        if refusal.reason != "missing_token":
-            challenge += ', error="invalid_token"'
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"www-authenticate", challenge.encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        await send(
-            {"type": "http.response.start", "status": reply.status, "headers": headers}
-        )
-        await send(
-            {"type": "http.response.body", "body": json.dumps(reply.body).encode()}
-        )
+    def _gate_of(self, scope: Scope) -> tuple[SecurityGate, str]:
+        if self._gate is not None and self._base_url is not None:
+            return self._gate, self._base_url
+        runtime = scope["app"].state.runtime
+        return runtime.gate, runtime.settings.public_base_url
+
+    def _challenge(self, refusal: AuthError) -> list[tuple[bytes, bytes]]:
+        if isinstance(refusal, RateLimited):
+            return [(b"retry-after", str(refusal.retry_after).encode())]
+        if refusal.http_status != 401:
+            return []
+        if refusal.reason.startswith("dpop_") or isinstance(refusal, ReplayDetected):
+            challenge = f'DPoP algs="{_PROOF_ALGS}", error="invalid_dpop_proof"'
+        else:
+            challenge = f'Bearer realm="{self._realm}"'
+            if refusal.reason != "missing_token":
+                challenge += ', error="invalid_token"'
+        return [(b"www-authenticate", challenge.encode())]
 
 
-def _bearer_token(scope: Scope) -> str:
-    values = _headers(scope, "authorization")
-    if not values:
-        raise Unauthenticated("missing_token")
-    if len(values) > 1:
-        # Two credentials leave it to chance which one a proxy and we each read.
-        raise Unauthenticated("malformed_token")
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = _header(scope, "content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
 
-    value = values[0]
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("malformed_token")
-    return token.strip()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the rest."""
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _send_error(
+    send: Send, refusal: MeshError, extra: list[tuple[bytes, bytes]]
+) -> None:
+    reply = error_reply(refusal)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        *extra,
+    ]
+    await send(
+        {"type": "http.response.start", "status": reply.status, "headers": headers}
+    )
+    await send({"type": "http.response.body", "body": json.dumps(reply.body).encode()})
 
 
 def _header(scope: Scope, name: str) -> str | None:

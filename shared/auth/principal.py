@@ -14,4 +14,7 @@ class Principal:
     roles: frozenset[str]
     jti: str | None
     expires_at: int
+    issued_at: int
     username: str | None = None
+    key_thumbprint: str | None = None
+    """``cnf.jkt`` of a DPoP-bound token: requests must prove this key."""

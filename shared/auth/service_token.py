@@ -1,4 +1,9 @@
-"""This service's own access token, from the client-credentials grant.
+"""This service's own access tokens, from the client-credentials grant.
+
+One provider holds the token for one audience (a Keycloak client scope such
+as ``extractor-audience``), so a token stolen from one hop is no use at
+another. With a DPoP key, every token request carries a proof and the token
+comes back bound to that key.
 
 The token is cached and renewed shortly before it expires; concurrent callers
 share one request. The client secret comes from the secret store; when the
@@ -15,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from shared.auth.dpop import DpopKey
 from shared.errors import DependencyUnavailable
 from shared.logging import log_event
 from shared.secrets import SecretStore
@@ -29,8 +35,15 @@ _REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class _CachedToken:
+class AccessToken:
     value: str
+    scheme: str
+    """``Bearer`` or ``DPoP``: what goes before the token in ``Authorization``."""
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    token: AccessToken
     renew_at: float
     expires_at: float
 
@@ -50,6 +63,8 @@ class ServiceTokenProvider:
         secret_id: str,
         secrets: SecretStore,
         renew_margin_seconds: float = 30.0,
+        scope: str | None = None,
+        dpop_key: DpopKey | None = None,
     ) -> None:
         self._http = http
         self._token_url = token_url
@@ -57,26 +72,32 @@ class ServiceTokenProvider:
         self._secret_id = secret_id
         self._secrets = secrets
         self._margin = renew_margin_seconds
+        self._scope = scope
+        self._dpop_key = dpop_key
         self._cached: _CachedToken | None = None
         self._lock = asyncio.Lock()
         self._renewal: asyncio.Task[None] | None = None
 
-    async def token(self) -> str:
+    @property
+    def dpop_key(self) -> DpopKey | None:
+        return self._dpop_key
+
+    async def token(self) -> AccessToken:
         cached = self._cached
         now = time.monotonic()
         if cached and now < cached.renew_at:
-            return cached.value
+            return cached.token
         if cached and cached.usable(now):
             # Time to renew, but the token in hand still works: nobody waits
             # for the identity provider while it does.
             self._renew_in_background()
-            return cached.value
+            return cached.token
 
         async with self._lock:
             if self._cached is not None and self._cached.usable(time.monotonic()):
-                return self._cached.value
+                return self._cached.token
             self._cached = await self._request()
-            return self._cached.value
+            return self._cached.token
 
     def _renew_in_background(self) -> None:
         if self._renewal is None or self._renewal.done():
@@ -121,22 +142,38 @@ class ServiceTokenProvider:
             raise DependencyUnavailable("identity-provider", "token request refused")
 
         token, lifetime = _token_of(response)
+        if self._dpop_key is not None and token.scheme != "DPoP":
+            # Sending it would fail at every receiver: say why here instead.
+            log_event(logger, "service_token.not_bound", level=logging.ERROR)
+            raise DependencyUnavailable("identity-provider", "token was not DPoP-bound")
         # Renew early, but never so early that a short-lived token is useless;
         # stop sending it a little before it expires, for clock skew.
         margin = min(self._margin, lifetime / 2)
         now = time.monotonic()
         log_event(
-            logger, "service_token.issued", client_id=self._client_id, lifetime=lifetime
+            logger,
+            "service_token.issued",
+            client_id=self._client_id,
+            scope=self._scope,
+            scheme=token.scheme,
+            lifetime=lifetime,
         )
         return _CachedToken(
             token, now + lifetime - margin, now + lifetime - min(5.0, lifetime / 10)
         )
 
     async def _post(self, secret: str) -> httpx.Response:
+        form = {"grant_type": "client_credentials"}
+        if self._scope:
+            form["scope"] = self._scope
+        headers = {}
+        if self._dpop_key is not None:
+            headers["DPoP"] = self._dpop_key.proof("POST", self._token_url)
         try:
             return await self._http.post(
                 self._token_url,
-                data={"grant_type": "client_credentials"},
+                data=form,
+                headers=headers,
                 auth=(self._client_id, secret),
                 timeout=_REQUEST_TIMEOUT_SECONDS,
             )
@@ -151,7 +188,7 @@ class ServiceTokenProvider:
             raise DependencyUnavailable("identity-provider") from exc
 
 
-def _token_of(response: httpx.Response) -> tuple[str, float]:
+def _token_of(response: httpx.Response) -> tuple[AccessToken, float]:
     """The access token and its lifetime from a token response."""
     try:
         body = response.json()
@@ -162,10 +199,12 @@ def _token_of(response: httpx.Response) -> tuple[str, float]:
         log_event(logger, "service_token.malformed", level=logging.ERROR)
         raise DependencyUnavailable("identity-provider", "malformed token response")
 
+    token_type = body.get("token_type") if isinstance(body, dict) else None
+    scheme = "DPoP" if str(token_type).lower() == "dpop" else "Bearer"
     lifetime = body.get("expires_in") if isinstance(body, dict) else None
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
         lifetime = 60
-    return token, max(float(lifetime), 1.0)
+    return AccessToken(token, scheme), max(float(lifetime), 1.0)
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -41,12 +41,14 @@ class TokenVerifier:
         audience: str,
         algorithms: Iterable[str],
         leeway_seconds: int = 30,
+        max_lifetime_seconds: int = 3600,
     ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._algorithms = frozenset(algorithms)
         self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -69,7 +71,12 @@ class TokenVerifier:
             raise Unauthenticated("algorithm_not_allowed")
 
         claims = self._decode(token, key, algorithm)
-        return _principal(claims)
+        principal = _principal(claims)
+        # A stolen long-lived token is worth more to an attacker; the realm
+        # issues minutes, so hours mean a misconfigured or forged issuer.
+        if principal.expires_at - principal.issued_at > self._max_lifetime:
+            raise Unauthenticated("lifetime_too_long")
+        return principal
 
     def _decode(self, token: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
         try:
@@ -95,8 +102,9 @@ def _reason(exc: jwt.PyJWTError) -> str:
 
 def _principal(claims: dict[str, Any]) -> Principal:
     # Keycloak marks its ID and refresh tokens with another ``typ``; only an
-    # access token may call a service.
-    if claims.get("typ", "Bearer") != "Bearer":
+    # access token may call a service: ``Bearer``, or ``DPoP`` when bound.
+    token_type = claims.get("typ", "Bearer")
+    if token_type not in ("Bearer", "DPoP"):
         raise Unauthenticated("invalid_token")
     # RFC 7519 NumericDate: a number, not a string that happens to parse as one.
     for claim in ("exp", "iat", "nbf"):
@@ -114,11 +122,29 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not isinstance(client_id, str):
         raise Unauthenticated("missing_claim")
 
+    key_thumbprint = _key_thumbprint(claims)
+    if token_type == "DPoP" and key_thumbprint is None:
+        raise Unauthenticated("invalid_token")
+
     return Principal(
         subject=str(claims["sub"]),
         client_id=client_id,
         roles=frozenset(r for r in roles if isinstance(r, str)),
         jti=str(claims["jti"]) if claims.get("jti") else None,
         expires_at=int(claims["exp"]),
+        issued_at=int(claims["iat"]),
         username=claims.get("preferred_username"),
+        key_thumbprint=key_thumbprint,
     )
+
+
+def _key_thumbprint(claims: dict[str, Any]) -> str | None:
+    """``cnf.jkt``: the DPoP key the token is bound to, if any."""
+    confirmation = claims.get("cnf")
+    if confirmation is None:
+        return None
+    thumbprint = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+    if not isinstance(thumbprint, str) or not thumbprint:
+        # A confirmation we cannot honour must not be read as "unbound".
+        raise Unauthenticated("invalid_token")
+    return thumbprint

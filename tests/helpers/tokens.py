@@ -16,6 +16,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.identity.keys import public_jwk
+from shared.auth.dpop import DpopKey
+
+# The realm client that really calls each service, so that forged tokens pass
+# the policy's ``[callers]`` check unless a test says otherwise.
+CALLER_OF = {
+    "orchestrator": "document-processor",
+    "extractor": "orchestrator",
+    "validator": "orchestrator",
+    "archivist": "orchestrator",
+}
 
 
 class TokenForge:
@@ -44,7 +54,7 @@ class TokenForge:
             "aud": audience,
             "sub": str(uuid.uuid4()),
             "typ": "Bearer",
-            "azp": "forged-client",
+            "azp": CALLER_OF.get(audience, "forged-client"),
             "realm_access": {"roles": roles},
             "preferred_username": "service-account-forged-client",
         }
@@ -60,6 +70,13 @@ class TokenForge:
 
     def valid(self, audience: str, roles: list[str], **overrides: Any) -> str:
         return self.sign(self.claims(audience, roles, **overrides))
+
+    def bound(
+        self, audience: str, roles: list[str], key: DpopKey, **overrides: Any
+    ) -> str:
+        """A DPoP-bound token, as Keycloak issues it with a proof."""
+        binding = {"cnf": {"jkt": key.thumbprint}, "typ": "DPoP"}
+        return self.valid(audience, roles, **(binding | overrides))
 
     def expired(self, audience: str, roles: list[str]) -> str:
         past = int(time.time()) - 3600

@@ -13,6 +13,7 @@ import pytest
 
 from services.launcher.mesh import LocalMesh
 from shared.tls import client_context
+from shared.auth.dpop import DpopKey
 from tests.helpers.mesh import client_token, post_rpc
 from tests.helpers.tokens import TokenForge
 
@@ -135,9 +136,7 @@ async def test_caller_without_the_role_gets_32002_and_nothing_runs(
     key = f"uploads/forbidden/{uuid.uuid4().hex}.txt"
     method, params = _call(service, key)
 
-    response = await post_rpc(
-        mesh, service, method, params, token=forge.valid(service, ["viewer"])
-    )
+    response = await _post_as(mesh, forge, service, method, params, ["viewer"])
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == -32002
@@ -183,12 +182,8 @@ async def test_the_same_call_with_the_role_does_run(
     key = f"uploads/allowed/{uuid.uuid4().hex}.txt"
     method, params = _call("archivist", key)
 
-    response = await post_rpc(
-        mesh,
-        "archivist",
-        method,
-        params,
-        token=forge.valid("archivist", ["orchestrator"]),
+    response = await _post_as(
+        mesh, forge, "archivist", method, params, ["orchestrator"]
     )
 
     assert response.status_code == 200
@@ -197,6 +192,25 @@ async def test_the_same_call_with_the_role_does_run(
         "SELECT count(*) FROM documents WHERE s3_key = $1", key
     )
     assert rows == 1
+
+
+async def _post_as(
+    mesh: LocalMesh,
+    forge: TokenForge,
+    service: str,
+    method: str,
+    params: dict[str, Any],
+    roles: list[str],
+) -> httpx.Response:
+    """A call with a good token for ``roles``: the agents take DPoP-bound
+    tokens only, the orchestrator also plain bearer ones."""
+    if service == "orchestrator":
+        return await post_rpc(
+            mesh, service, method, params, token=forge.valid(service, roles)
+        )
+    key = DpopKey()
+    token = forge.bound(service, roles, key)
+    return await post_rpc(mesh, service, method, params, token=token, dpop=key)
 
 
 async def test_health_needs_no_token(mesh: LocalMesh) -> None:

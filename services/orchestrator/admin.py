@@ -1,0 +1,145 @@
+"""The admin API: revoke a token, list revocations, read the security stats.
+
+    POST /admin/revoke-token      {"jti": "...", "reason": "..."}
+    GET  /admin/revoked-tokens    ?limit=100
+    GET  /admin/security-stats    ?window_seconds=3600
+
+Only callers whose roles grant ``admin_api`` in the policy get past the
+first line. A revocation is kept until any token with that ``jti`` must have
+expired anyway: the policy's maximum token lifetime from now.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import Field, ValidationError
+
+from shared.errors import Forbidden, InvalidParams, MeshError, ParseError
+from shared.jsonrpc import Params
+from shared.logging import jti_prefix
+from shared.runtime import Runtime
+from shared.service import MeshJSONResponse, mesh_error_response, principal_of
+
+ADMIN_GRANT = "admin_api"
+ADMIN_BODY_BYTES = 16 * 1024
+_TEXT = r"^[\x21-\x7e]+$"
+
+
+class RevokeParams(Params):
+    jti: str = Field(min_length=1, max_length=128, pattern=_TEXT)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+def add_admin_routes(app: FastAPI) -> None:
+    @app.post("/admin/revoke-token")
+    async def revoke_token(request: Request) -> MeshJSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            admin = _admin(request, runtime)
+            params = _revoke_params(await request.body())
+        except MeshError as error:
+            return _refuse(runtime, request, error)
+
+        expires_at = time.time() + runtime.policy.tokens.max_lifetime_seconds
+        expires_at += runtime.policy.tokens.leeway_seconds
+        created = await runtime.security.revoke(
+            params.jti,
+            reason=params.reason,
+            revoked_by=admin,
+            expires_at=expires_at,
+        )
+        runtime.gate.audit.record(
+            "token_revoked",
+            outcome="revoked",
+            principal=admin,
+            jti=jti_prefix(params.jti),
+            reason=params.reason,
+            path=request.url.path,
+        )
+        return MeshJSONResponse(
+            {
+                "jti": params.jti,
+                "revoked": True,
+                "already_revoked": not created,
+                "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
+            }
+        )
+
+    @app.get("/admin/revoked-tokens")
+    async def revoked_tokens(request: Request) -> MeshJSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            _admin(request, runtime)
+            limit = _int_query(request, "limit", 100, 1, 1000)
+        except MeshError as error:
+            return _refuse(runtime, request, error)
+        tokens = await runtime.security.revoked_tokens(limit)
+        return MeshJSONResponse({"revoked_tokens": tokens, "count": len(tokens)})
+
+    @app.get("/admin/security-stats")
+    async def security_stats(request: Request) -> MeshJSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            _admin(request, runtime)
+            window = _int_query(request, "window_seconds", 3600, 1, 30 * 86400)
+        except MeshError as error:
+            return _refuse(runtime, request, error)
+        # Rows still queued on this replica are not counted yet: written
+        # first, the answer includes everything refused until now.
+        await runtime.gate.audit.flush()
+        stats: dict[str, Any] = await runtime.security.statistics(window)
+        return MeshJSONResponse(stats)
+
+
+def _admin(request: Request, runtime: Runtime) -> str:
+    principal = principal_of(request)
+    if not runtime.policy.roles.allows(principal.roles, ADMIN_GRANT):
+        raise Forbidden("missing_role", "The admin API needs the admin role")
+    return principal.username or principal.client_id
+
+
+def _revoke_params(body: bytes) -> RevokeParams:
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ParseError() from None
+    try:
+        return RevokeParams.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidParams(data={"errors": problems}) from None
+
+
+def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidParams(
+            f"'{name}' must be a whole number from {low} to {high}",
+            data={"field": name},
+        )
+    return int(raw)
+
+
+def _refuse(runtime: Runtime, request: Request, error: MeshError) -> MeshJSONResponse:
+    principal = principal_of(request)
+    event = "authorization_failure" if isinstance(error, Forbidden) else "invalid_input"
+    runtime.gate.audit.record(
+        event,
+        outcome="refused",
+        reason=getattr(error, "reason", type(error).__name__),
+        principal=principal.subject,
+        client_id=principal.client_id,
+        path=request.url.path,
+    )
+    status = error.http_status if error.http_status != 200 else 400
+    return mesh_error_response(error, status)

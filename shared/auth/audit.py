@@ -1,0 +1,110 @@
+"""The audit trail: every security decision as a JSON log line, and the
+refusals and revocations also as rows for the admin API.
+
+Rows are written in batches by a background task, so an attack costs the
+database one insert per batch, not one per request; if the database cannot
+keep up, the oldest unwritten rows are dropped (and counted) rather than
+holding requests or memory. The log line is written either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from shared.auth.store import SecurityEvent, SecurityStore
+from shared.errors import DependencyUnavailable
+from shared.logging import correlation_id, log_event
+
+logger = logging.getLogger("shared.audit")
+
+# Events about a refusal are warnings in the log; the rest is information.
+REFUSALS = frozenset(
+    {
+        "authentication_failure",
+        "authorization_failure",
+        "rate_limit_exceeded",
+        "replay_detected",
+        "token_revoked",
+        "invalid_input",
+    }
+)
+_FLUSH_SECONDS = 0.5
+_MAX_PENDING = 10_000
+_BATCH = 500
+
+
+class Audit:
+    def __init__(self, service: str, store: SecurityStore | None = None) -> None:
+        self._service = service
+        self._store = store
+        self._pending: deque[SecurityEvent] = deque(maxlen=_MAX_PENDING)
+        self.dropped = 0
+
+    def record(
+        self,
+        event: str,
+        *,
+        outcome: str,
+        persist: bool = True,
+        **fields: Any,
+    ) -> None:
+        """Log ``event``; keep it for the admin API too unless ``persist`` is off."""
+        level = logging.WARNING if event in REFUSALS else logging.INFO
+        log_event(logger, event, level=level, outcome=outcome, **fields)
+        if not persist or self._store is None:
+            return
+
+        if len(self._pending) == self._pending.maxlen:
+            self.dropped += 1
+        self._pending.append(
+            SecurityEvent(
+                service=self._service,
+                event=event,
+                outcome=outcome,
+                reason=_text(fields.get("reason")),
+                principal=_text(fields.get("principal")),
+                client_id=_text(fields.get("client_id")),
+                method=_text(fields.get("method")),
+                path=_text(fields.get("path")),
+                client_address=_text(fields.get("client_address")),
+                jti_prefix=_text(fields.get("jti")),
+                correlation_id=correlation_id.get(),
+            )
+        )
+
+    async def run(self) -> None:
+        """Write pending rows until cancelled; the last ones on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(_FLUSH_SECONDS)
+                await self.flush()
+        finally:
+            await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        if self._store is None:
+            return
+        while self._pending:
+            batch = [
+                self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))
+            ]
+            try:
+                await self._store.record(batch)
+            except DependencyUnavailable:
+                # Put them back in front; the log lines already exist.
+                self._pending.extendleft(reversed(batch))
+                log_event(
+                    logger,
+                    "audit.write_deferred",
+                    level=logging.WARNING,
+                    pending=len(self._pending),
+                    dropped=self.dropped,
+                )
+                return
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)[:200]

@@ -1,0 +1,171 @@
+"""The security stack a request passes before any route sees it.
+
+In order: credentials read from exactly one ``Authorization`` header, the
+token verified, the calling client checked against the service's callers,
+revocation, the DPoP proof (sender constraint, method, URL, freshness, body),
+the rate limit, and last the proof's single use, so that a refused request
+spends no shared state. Every refusal is recorded in the audit trail with
+the reason, and raised as the ``AuthError`` the caller will see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.auth.audit import Audit
+from shared.auth.dpop import ProofVerifier, VerifiedProof
+from shared.auth.policy import SecurityPolicy
+from shared.auth.principal import Principal
+from shared.auth.ratelimit import RateLimiter
+from shared.auth.replay import ReplayGuard
+from shared.auth.revocation import RevocationList
+from shared.auth.verifier import TokenVerifier
+from shared.errors import (
+    AuthError,
+    Forbidden,
+    RateLimited,
+    ReplayDetected,
+    TokenRevoked,
+    Unauthenticated,
+)
+from shared.logging import jti_prefix
+
+AUDIT_EVENTS: dict[type[AuthError], str] = {
+    Unauthenticated: "authentication_failure",
+    Forbidden: "authorization_failure",
+    RateLimited: "rate_limit_exceeded",
+    ReplayDetected: "replay_detected",
+    TokenRevoked: "token_revoked",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    scheme: str
+    """``bearer`` or ``dpop``, lower-case."""
+    token: str
+    proof: str | None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A request as the gate sees it."""
+
+    method: str
+    path: str
+    url: str
+    """The URL as the caller addressed it: the configured public URL + path."""
+    authorization: Sequence[str]
+    proofs: Sequence[str]
+    body: bytes
+    client_address: str | None = None
+
+
+class SecurityGate:
+    def __init__(
+        self,
+        *,
+        service: str,
+        verifier: TokenVerifier,
+        proofs: ProofVerifier,
+        replay: ReplayGuard,
+        revocations: RevocationList,
+        policy: SecurityPolicy,
+        audit: Audit,
+        accept_bearer: bool,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._service = service
+        self._verifier = verifier
+        self._proofs = proofs
+        self._replay = replay
+        self._revocations = revocations
+        self._policy = policy
+        self.audit = audit
+        self._accept_bearer = accept_bearer
+        self._limiter = limiter or RateLimiter()
+        self._callers = policy.allowed_callers(service)
+
+    async def admit(self, arrival: Arrival) -> Principal:
+        """The verified caller, or the ``AuthError`` that refuses it."""
+        principal: Principal | None = None
+        try:
+            credentials = read_credentials(arrival.authorization, arrival.proofs)
+            principal = await self._verifier.verify(credentials.token)
+            await self._check(principal, credentials, arrival)
+        except AuthError as refusal:
+            self.audit.record(
+                AUDIT_EVENTS.get(type(refusal), "authentication_failure"),
+                outcome="refused",
+                reason=refusal.reason,
+                principal=principal.subject if principal else None,
+                client_id=principal.client_id if principal else None,
+                jti=jti_prefix(principal.jti) if principal else None,
+                path=arrival.path,
+                client_address=arrival.client_address,
+            )
+            raise
+        return principal
+
+    async def _check(
+        self, principal: Principal, credentials: Credentials, arrival: Arrival
+    ) -> None:
+        if self._callers is not None and principal.client_id not in self._callers:
+            raise Forbidden(
+                "client_not_allowed", f"Client may not call the {self._service}"
+            )
+        if self._revocations.is_revoked(principal.jti):
+            raise TokenRevoked("token_revoked", "Token has been revoked")
+
+        proof = self._check_binding(principal, credentials, arrival)
+
+        limit = self._policy.rate_limit.limit_for(principal.roles)
+        self._limiter.admit(principal.subject, limit)
+
+        if proof is not None:
+            await self._replay.claim(proof.jti, self._proofs.expiry_of(proof))
+
+    def _check_binding(
+        self, principal: Principal, credentials: Credentials, arrival: Arrival
+    ) -> VerifiedProof | None:
+        if principal.key_thumbprint is None:
+            if credentials.scheme == "dpop":
+                # RFC 9449 7.1: the DPoP scheme promises a bound token.
+                raise Unauthenticated("dpop_token_not_bound")
+            if not self._accept_bearer:
+                raise Unauthenticated("dpop_required")
+            return None
+
+        if credentials.scheme != "dpop" or credentials.proof is None:
+            # A bound token without its proof is a stolen token until shown
+            # otherwise.
+            raise Unauthenticated("dpop_proof_missing")
+        proof = self._proofs.verify(
+            credentials.proof,
+            method=arrival.method,
+            url=arrival.url,
+            access_token=credentials.token,
+            body=arrival.body,
+        )
+        if proof.thumbprint != principal.key_thumbprint:
+            raise Unauthenticated("dpop_key_mismatch")
+        return proof
+
+
+def read_credentials(
+    authorization: Sequence[str], proofs: Sequence[str]
+) -> Credentials:
+    """The token and proof of a request; anything ambiguous is refused."""
+    if not authorization:
+        raise Unauthenticated("missing_token")
+    if len(authorization) > 1 or len(proofs) > 1:
+        # Two credentials leave it to chance which one a proxy and we each read.
+        raise Unauthenticated("malformed_token")
+
+    scheme, _, token = authorization[0].partition(" ")
+    scheme = scheme.lower()
+    token = token.strip()
+    if scheme not in ("bearer", "dpop") or not token:
+        raise Unauthenticated("malformed_token")
+    return Credentials(scheme, token, proofs[0] if proofs else None)
