@@ -241,6 +241,7 @@ def _agent_card(
         "securitySchemes": {
             "keycloak": {
                 "type": "oauth2",
+                "description": _token_rule(settings),
                 "flows": {
                     "clientCredentials": {
                         "tokenUrl": settings.token_endpoint,
@@ -251,3 +252,13 @@ def _agent_card(
         },
         "security": [{"keycloak": []}],
     }
+
+
+def _token_rule(settings: ServiceSettings) -> str:
+    proof = (
+        "DPoP-bound tokens (RFC 9449) with a proof per request whose "
+        "body_sha256 claim is the SHA-256 of the body"
+    )
+    if settings.accept_bearer_tokens:
+        return f"Bearer tokens, or {proof}"
+    return f"Only {proof}"

@@ -94,7 +94,10 @@ class Audit:
             try:
                 await self._store.record(batch)
             except DependencyUnavailable:
-                # Put them back in front; the log lines already exist.
+                # Put them back in front; the log lines already exist. What
+                # no longer fits falls off the new end, and is counted.
+                room = (self._pending.maxlen or 0) - len(self._pending)
+                self.dropped += max(0, len(batch) - room)
                 self._pending.extendleft(reversed(batch))
                 log_event(
                     logger,

@@ -50,7 +50,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Arrival:
-    """A request as the gate sees it."""
+    """A request as the gate sees it; ``body`` is empty until it has been read."""
 
     method: str
     path: str
@@ -58,8 +58,17 @@ class Arrival:
     """The URL as the caller addressed it: the configured public URL + path."""
     authorization: Sequence[str]
     proofs: Sequence[str]
-    body: bytes
+    body: bytes = b""
     client_address: str | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A request whose token held, waiting for its body to be checked."""
+
+    principal: Principal
+    credentials: Credentials
+    arrival: Arrival
 
 
 class SecurityGate:
@@ -89,45 +98,83 @@ class SecurityGate:
 
     async def admit(self, arrival: Arrival) -> Principal:
         """The verified caller, or the ``AuthError`` that refuses it."""
+        caller = await self.identify(arrival)
+        return await self.confirm(caller, arrival.body)
+
+    async def identify(self, arrival: Arrival) -> Caller:
+        """The checks that need no body: credentials, token, caller, revocation.
+
+        The middleware runs these before it reads the body, so a stranger
+        cannot make a service hold a large body just by sending one.
+        """
         principal: Principal | None = None
         try:
             credentials = read_credentials(arrival.authorization, arrival.proofs)
             principal = await self._verifier.verify(credentials.token)
-            await self._check(principal, credentials, arrival)
+            if self._callers is not None and principal.client_id not in self._callers:
+                raise Forbidden(
+                    "client_not_allowed", f"Client may not call the {self._service}"
+                )
+            if self._revocations.is_revoked(principal.jti):
+                raise TokenRevoked("token_revoked", "Token has been revoked")
         except AuthError as refusal:
-            self.audit.record(
-                AUDIT_EVENTS.get(type(refusal), "authentication_failure"),
-                outcome="refused",
-                reason=refusal.reason,
-                principal=principal.subject if principal else None,
-                client_id=principal.client_id if principal else None,
-                jti=jti_prefix(principal.jti) if principal else None,
-                path=arrival.path,
-                client_address=arrival.client_address,
-            )
+            self._record(refusal, arrival, principal)
             raise
-        return principal
+        return Caller(principal, credentials, arrival)
+
+    async def confirm(self, caller: Caller, body: bytes) -> Principal:
+        """The checks on the request itself: DPoP, rate limit, single use."""
+        try:
+            await self._check(
+                caller.principal, caller.credentials, caller.arrival, body
+            )
+        except AuthError as refusal:
+            self._record(refusal, caller.arrival, caller.principal)
+            raise
+        return caller.principal
+
+    def _record(
+        self, refusal: AuthError, arrival: Arrival, principal: Principal | None
+    ) -> None:
+        self.audit.record(
+            AUDIT_EVENTS.get(type(refusal), "authentication_failure"),
+            outcome="refused",
+            reason=refusal.reason,
+            principal=principal.subject if principal else None,
+            client_id=principal.client_id if principal else None,
+            jti=jti_prefix(principal.jti) if principal else None,
+            path=arrival.path,
+            client_address=arrival.client_address,
+        )
 
     async def _check(
-        self, principal: Principal, credentials: Credentials, arrival: Arrival
+        self,
+        principal: Principal,
+        credentials: Credentials,
+        arrival: Arrival,
+        body: bytes,
     ) -> None:
-        if self._callers is not None and principal.client_id not in self._callers:
-            raise Forbidden(
-                "client_not_allowed", f"Client may not call the {self._service}"
-            )
-        if self._revocations.is_revoked(principal.jti):
-            raise TokenRevoked("token_revoked", "Token has been revoked")
-
-        proof = self._check_binding(principal, credentials, arrival)
+        proof = self._check_binding(principal, credentials, arrival, body)
 
         limit = self._policy.rate_limit.limit_for(principal.roles)
         self._limiter.admit(principal.subject, limit)
 
         if proof is not None:
-            await self._replay.claim(proof.jti, self._proofs.expiry_of(proof))
+            try:
+                await self._replay.claim(proof.jti, self._proofs.expiry_of(proof))
+            except Exception:
+                # Counted, then refused as a replay (someone else's request)
+                # or left undecided by a store outage: neither may spend the
+                # budget of the caller whose proof it is.
+                self._limiter.release(principal.subject)
+                raise
 
     def _check_binding(
-        self, principal: Principal, credentials: Credentials, arrival: Arrival
+        self,
+        principal: Principal,
+        credentials: Credentials,
+        arrival: Arrival,
+        body: bytes,
     ) -> VerifiedProof | None:
         if principal.key_thumbprint is None:
             if credentials.scheme == "dpop":
@@ -146,7 +193,7 @@ class SecurityGate:
             method=arrival.method,
             url=arrival.url,
             access_token=credentials.token,
-            body=arrival.body,
+            body=body,
         )
         if proof.thumbprint != principal.key_thumbprint:
             raise Unauthenticated("dpop_key_mismatch")

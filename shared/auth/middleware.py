@@ -20,6 +20,7 @@ from shared.auth.dpop import PROOF_ALGORITHMS
 from shared.auth.gate import Arrival, SecurityGate
 from shared.errors import (
     AuthError,
+    DependencyUnavailable,
     MeshError,
     PayloadTooLarge,
     RateLimited,
@@ -65,8 +66,9 @@ class CorrelationMiddleware:
 class AuthMiddleware:
     """Puts the security gate in front of the protected paths.
 
-    The body is read first, up to the path's limit, because a DPoP proof
-    covers it; the route then reads the same bytes as if nothing happened.
+    The token is checked first; then the body is read, up to the path's
+    limit, because a DPoP proof covers it; the route then reads the same
+    bytes as if nothing happened.
     Without an explicit gate, the app's runtime provides it.
     """
 
@@ -96,8 +98,18 @@ class AuthMiddleware:
             return
 
         gate, base_url = self._gate_of(scope)
+        arrival = Arrival(
+            method=scope["method"],
+            path=scope["path"],
+            url=base_url + scope["path"],
+            authorization=_headers(scope, "authorization"),
+            proofs=_headers(scope, "dpop"),
+            client_address=_client_address(scope),
+        )
         try:
+            caller = await gate.identify(arrival)
             body = await _read_body(scope, receive, limit)
+            principal = await gate.confirm(caller, body)
         except PayloadTooLarge as refusal:
             gate.audit.record(
                 "invalid_input",
@@ -108,20 +120,13 @@ class AuthMiddleware:
             )
             await _send_error(send, refusal, [])
             return
-
-        arrival = Arrival(
-            method=scope["method"],
-            path=scope["path"],
-            url=base_url + scope["path"],
-            authorization=_headers(scope, "authorization"),
-            proofs=_headers(scope, "dpop"),
-            body=body,
-            client_address=_client_address(scope),
-        )
-        try:
-            principal = await gate.admit(arrival)
         except AuthError as refusal:
             await _send_error(send, refusal, self._challenge(refusal))
+            return
+        except DependencyUnavailable as error:
+            # The replay store is the database: without it no proof can be
+            # shown unused, so the request is refused, and said to be retryable.
+            await _send_error(send, error, [(b"retry-after", b"1")], status=503)
             return
 
         scope.setdefault("state", {})["principal"] = principal
@@ -189,7 +194,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _send_error(
-    send: Send, refusal: MeshError, extra: list[tuple[bytes, bytes]]
+    send: Send,
+    refusal: MeshError,
+    extra: list[tuple[bytes, bytes]],
+    *,
+    status: int | None = None,
 ) -> None:
     reply = error_reply(refusal)
     headers = [
@@ -198,7 +207,11 @@ async def _send_error(
         *extra,
     ]
     await send(
-        {"type": "http.response.start", "status": reply.status, "headers": headers}
+        {
+            "type": "http.response.start",
+            "status": status or reply.status,
+            "headers": headers,
+        }
     )
     await send({"type": "http.response.body", "body": json.dumps(reply.body).encode()})
 

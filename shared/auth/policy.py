@@ -12,11 +12,15 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 WILDCARD = "*"
 DEFAULT_KEY = "default"
+
+# Checked by the schema, so that a mistake is named by its key in the file.
+_Positive = Annotated[int, Field(gt=0)]
 
 
 class PolicyError(ValueError):
@@ -58,7 +62,7 @@ class TokenRules(_Section):
 
 class RateLimit(_Section):
     requests_per_minute: int = Field(300, gt=0)
-    roles: dict[str, int] = Field(default_factory=dict)
+    roles: dict[str, _Positive] = Field(default_factory=dict)
     """Per-role overrides; a caller with several roles gets the highest."""
 
     def limit_for(self, roles: Iterable[str]) -> int:
@@ -67,7 +71,7 @@ class RateLimit(_Section):
 
 
 class InputLimits(_Section):
-    max_body_bytes: dict[str, int] = Field(
+    max_body_bytes: dict[str, _Positive] = Field(
         default_factory=lambda: {DEFAULT_KEY: 1 << 20}
     )
     """Per service, with a ``default``."""
@@ -127,10 +131,6 @@ class SecurityPolicy:
 
         if DEFAULT_KEY not in parsed.limits.max_body_bytes:
             raise PolicyError(f"{where}: limits.max_body_bytes needs a 'default'")
-        if any(size <= 0 for size in parsed.limits.max_body_bytes.values()):
-            raise PolicyError(f"{where}: limits.max_body_bytes must be positive")
-        if any(limit <= 0 for limit in parsed.rate_limit.roles.values()):
-            raise PolicyError(f"{where}: rate_limit.roles must be positive")
         return cls(parsed)
 
     def allowed_callers(self, service: str) -> frozenset[str] | None:

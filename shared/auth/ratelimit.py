@@ -40,6 +40,12 @@ class RateLimiter:
             )
         requests.append(now)
 
+    def release(self, principal: str) -> None:
+        """Take back the request counted last, for one refused after counting."""
+        requests = self._requests.get(principal)
+        if requests:
+            requests.pop()
+
     def _make_room(self, now: float) -> None:
         # Many principals at once (a flood of distinct subjects) must not
         # grow memory without bound: idle ones go first, then the oldest.

@@ -48,7 +48,12 @@ class RevocationList:
 
     async def reload(self) -> None:
         revocations = await self._store.revocations()
-        self._revoked = {r.jti: r.expires_at for r in revocations}
+        # Merged, not replaced: a notice heard while the query ran may be
+        # newer than what it read. Nothing is un-revoked; the expired go.
+        now = time.time()
+        revoked = {jti: at for jti, at in self._revoked.items() if at > now}
+        revoked.update((r.jti, r.expires_at) for r in revocations)
+        self._revoked = revoked
 
     @property
     def listening(self) -> bool:

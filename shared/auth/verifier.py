@@ -27,7 +27,9 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidSignatureError, "bad_signature"),
 )
 
-_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+# ``jti`` too: a token that cannot be named cannot be revoked.
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+_MAX_JTI_LENGTH = 256
 
 
 class TokenVerifier:
@@ -122,15 +124,19 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not isinstance(client_id, str):
         raise Unauthenticated("missing_claim")
 
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH:
+        raise Unauthenticated("invalid_token")
+
     key_thumbprint = _key_thumbprint(claims)
-    if token_type == "DPoP" and key_thumbprint is None:
+    if token_type == "DPoP" and key_thumbprint is None:  # noqa: S105 (a type)
         raise Unauthenticated("invalid_token")
 
     return Principal(
         subject=str(claims["sub"]),
         client_id=client_id,
         roles=frozenset(r for r in roles if isinstance(r, str)),
-        jti=str(claims["jti"]) if claims.get("jti") else None,
+        jti=jti,
         expires_at=int(claims["exp"]),
         issued_at=int(claims["iat"]),
         username=claims.get("preferred_username"),

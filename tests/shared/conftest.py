@@ -1,4 +1,5 @@
-"""Fixtures for the shared/ unit tests: keys, a mocked HTTP router, a moto server."""
+"""Fixtures for the shared/ unit tests: keys, a mocked HTTP router, the security
+gate over an in-memory store, a moto server."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import pytest
 import respx
 from moto.server import ThreadedMotoServer
 
+from shared.auth.gate import SecurityGate
 from shared.auth.jwks import JwksCache
 from shared.auth.verifier import TokenVerifier
 from shared.secrets import AwsEndpoint
 from tests.shared.kit import (
     JWKS_URL,
+    MemoryStore,
     SigningKey,
     ec_key,
     jwks,
+    make_gate,
     make_verifier,
     mock_client,
     rsa_key,
@@ -62,6 +66,17 @@ async def mesh_verifier(
         keys = JwksCache(http, JWKS_URL)
         await keys.refresh()
         yield make_verifier(keys)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def gate(mesh_verifier: TokenVerifier, store: MemoryStore) -> SecurityGate:
+    """The tiny app's gate: the test policy, bearer tokens accepted."""
+    return make_gate(mesh_verifier, store)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Keys, key sets, tokens, a fake clock and a tiny protected app for shared/ tests."""
+"""Keys, key sets, tokens, a fake clock, an in-memory security store and a tiny
+protected app behind the real security gate, for shared/ tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import hmac
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -23,10 +25,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from shared.auth.audit import Audit
+from shared.auth.dpop import DpopKey, ProofVerifier
+from shared.auth.gate import SecurityGate
 from shared.auth.jwks import JwksCache
 from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
+from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
+from shared.auth.replay import ReplayGuard
+from shared.auth.revocation import RevocationList
+from shared.auth.store import Revocation, SecurityEvent
 from shared.auth.verifier import TokenVerifier
+from shared.errors import DependencyUnavailable
 from shared.logging import correlation_id
 
 ISSUER = "https://idp.test/realms/a2a-mesh"
@@ -34,6 +44,25 @@ AUDIENCE = "extractor"
 JWKS_URL = f"{ISSUER}/protocol/openid-connect/certs"
 TOKEN_URL = f"{ISSUER}/protocol/openid-connect/token"
 ALGORITHMS = ("RS256", "PS256", "ES256")
+BASE_URL = "https://extractor.test:8443"
+"""The public URL of the tiny app: what DPoP proofs must name, whatever the
+``Host`` header says."""
+A2A_URL = f"{BASE_URL}/a2a"
+BODY_LIMIT = 1024
+
+# The tiny app plays the extractor. "lambda" is among its callers so that a
+# second, differently-roled client can be admitted; "viewer" is not.
+TEST_POLICY = """
+[roles]
+orchestrator = ["extract_document"]
+lambda = ["upload"]
+
+[callers]
+extractor = ["orchestrator", "lambda"]
+
+[rate_limit]
+requests_per_minute = 1000
+"""
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -128,6 +157,11 @@ def b64_json(part: object) -> str:
     return b64(json.dumps(part, separators=(",", ":")).encode())
 
 
+def bound_claims(key: DpopKey, **overrides: Any) -> dict[str, Any]:
+    """Claims of a token bound to ``key`` (``cnf.jkt``), as the realm issues them."""
+    return claims(cnf={"jkt": key.thumbprint}, **overrides)
+
+
 class Clock:
     """Stands in for the ``time`` module of the unit under test."""
 
@@ -135,6 +169,9 @@ class Clock:
         self.now = start
 
     def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
@@ -152,17 +189,93 @@ def make_verifier(
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, algorithms=algorithms)
 
 
-def protected_app(verifier: TokenVerifier) -> Starlette:
-    """``POST /a2a`` behind both middlewares; ``GET /health`` open."""
+@dataclass
+class MemoryStore:
+    """A ``SecurityStore`` in memory, for unit tests only: stands in for the
+    PostgreSQL tables that every replica shares."""
+
+    claimed: dict[tuple[str, str], float] = field(default_factory=dict)
+    revoked: list[Revocation] = field(default_factory=list)
+    batches: list[list[SecurityEvent]] = field(default_factory=list)
+    claim_attempts: int = 0
+    down: bool = False
+    """While True, every call fails as a lost database does."""
+
+    async def claim_proof(self, audience: str, jti: str, expires_at: float) -> bool:
+        self._answer()
+        self.claim_attempts += 1
+        if (audience, jti) in self.claimed:
+            return False
+        self.claimed[(audience, jti)] = expires_at
+        return True
+
+    async def revocations(self) -> list[Revocation]:
+        self._answer()
+        now = time.time()
+        return [r for r in self.revoked if r.expires_at > now]
+
+    async def record(self, events: Sequence[SecurityEvent]) -> None:
+        self._answer()
+        self.batches.append(list(events))
+
+    def revoke(self, jti: str, expires_at: float | None = None) -> None:
+        """Store a revocation, as the admin API does (without the notice)."""
+        if expires_at is None:
+            expires_at = time.time() + 300
+        self.revoked.append(Revocation(jti, expires_at))
+
+    @property
+    def events(self) -> list[SecurityEvent]:
+        return [event for batch in self.batches for event in batch]
+
+    def _answer(self) -> None:
+        if self.down:
+            raise DependencyUnavailable("database")
+
+
+def make_gate(
+    verifier: TokenVerifier,
+    store: MemoryStore,
+    *,
+    policy: SecurityPolicy | None = None,
+    accept_bearer: bool = True,
+    revocations: RevocationList | None = None,
+    service: str = AUDIENCE,
+) -> SecurityGate:
+    """The gate as a service's runtime builds it, over ``store``.
+
+    Bearer tokens are accepted unless said otherwise, so the tests of plain
+    token handling need no DPoP key; the DPoP-only mesh is tested explicitly.
+    """
+    policy = policy or SecurityPolicy.parse(TEST_POLICY)
+    return SecurityGate(
+        service=service,
+        verifier=verifier,
+        proofs=ProofVerifier(max_age_seconds=policy.tokens.proof_max_age_seconds),
+        replay=ReplayGuard(store, service),
+        revocations=revocations or RevocationList(store),
+        policy=policy,
+        audit=Audit(service, store),
+        accept_bearer=accept_bearer,
+    )
+
+
+def protected_app(gate: SecurityGate) -> Starlette:
+    """``POST /a2a`` behind both middlewares and ``gate``; ``GET /health`` open.
+
+    ``/a2a`` answers with the caller it was given and the body it read.
+    """
 
     async def a2a(request: Request) -> JSONResponse:
         principal: Principal = request.state.principal
+        body = await request.body()
         return JSONResponse(
             {
                 "subject": principal.subject,
                 "client_id": principal.client_id,
                 "roles": sorted(principal.roles),
                 "correlation_id": correlation_id.get(),
+                "body": body.decode(),
             }
         )
 
@@ -176,7 +289,12 @@ def protected_app(verifier: TokenVerifier) -> Starlette:
         ],
         middleware=[
             Middleware(CorrelationMiddleware),
-            Middleware(AuthMiddleware, verifier=verifier),
+            Middleware(
+                AuthMiddleware,
+                body_limits={"/a2a": BODY_LIMIT},
+                gate=gate,
+                base_url=BASE_URL,
+            ),
         ],
     )
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from shared.auth.dpop import DpopKey, ProofVerifier
 from shared.auth.service_token import ServiceTokenProvider
 from shared.client import AgentClient
 from shared.errors import DependencyUnavailable, RemoteError
@@ -48,8 +49,46 @@ def agent(http: httpx.AsyncClient) -> AgentClient:
     )
 
 
-def issued(token: str) -> httpx.Response:
-    return httpx.Response(200, json={"access_token": token, "expires_in": 300})
+@pytest.fixture
+def dpop_key() -> DpopKey:
+    return DpopKey()
+
+
+@pytest.fixture
+def bound_agent(http: httpx.AsyncClient, dpop_key: DpopKey) -> AgentClient:
+    """The client as the mesh runs it: tokens bound to its DPoP key."""
+    tokens = ServiceTokenProvider(
+        http,
+        token_url=TOKEN_URL,
+        client_id="orchestrator",
+        secret_id="a2a-mesh/clients/orchestrator",
+        secrets=StaticSecretStore({"a2a-mesh/clients/orchestrator": "s3cret"}),
+        scope="extractor-audience",
+        dpop_key=dpop_key,
+    )
+    return AgentClient(
+        "extractor", "https://extractor.test:8002", http=http, tokens=tokens
+    )
+
+
+def issued(token: str, kind: str = "Bearer") -> httpx.Response:
+    body = {"access_token": token, "expires_in": 300, "token_type": kind}
+    return httpx.Response(200, json=body)
+
+
+def proof_of(request: httpx.Request, token: str) -> str:
+    """The jti of the request's proof, if it holds for exactly this request."""
+    return (
+        ProofVerifier()
+        .verify(
+            request.headers["dpop"],
+            method="POST",
+            url=PEER_URL,
+            access_token=token,
+            body=request.content,
+        )
+        .jti
+    )
 
 
 def rpc_result(result: Any) -> httpx.Response:
@@ -224,3 +263,42 @@ async def test_call_without_correlation_id_sends_no_header(
     await agent.call("extract_document", {})
 
     assert "x-correlation-id" not in peer.calls.last.request.headers
+
+
+async def test_call_with_a_bound_token_proves_the_key_over_the_exact_body(
+    router: respx.MockRouter, bound_agent: AgentClient, dpop_key: DpopKey
+) -> None:
+    router.post(TOKEN_URL).mock(return_value=issued("tok-1", "DPoP"))
+    peer = router.post(PEER_URL).mock(return_value=rpc_result("ok"))
+
+    await bound_agent.call("extract_document", {"s3_key": "uploads/é.pdf"})
+
+    sent = peer.calls.last.request
+    assert sent.headers["authorization"] == "DPoP tok-1"
+    # The receiver's check: URL, method, token hash and body hash all hold.
+    proof = ProofVerifier().verify(
+        sent.headers["dpop"],
+        method="POST",
+        url=PEER_URL,
+        access_token="tok-1",
+        body=sent.content,
+    )
+    assert proof.thumbprint == dpop_key.thumbprint
+
+
+async def test_call_revoked_token_is_renewed_and_retried_with_a_fresh_proof(
+    router: respx.MockRouter, bound_agent: AgentClient
+) -> None:
+    tokens = router.post(TOKEN_URL)
+    tokens.side_effect = [issued("tok-1", "DPoP"), issued("tok-2", "DPoP")]
+    peer = router.post(PEER_URL)
+    peer.side_effect = [
+        rpc_error(-32005, status=401, data={"reason": "token_revoked"}),
+        rpc_result("ok"),
+    ]
+
+    assert await bound_agent.call("extract_document", {}) == "ok"
+
+    first, second = (call.request for call in peer.calls)
+    assert second.headers["authorization"] == "DPoP tok-2"
+    assert proof_of(first, "tok-1") != proof_of(second, "tok-2")

@@ -62,7 +62,7 @@ def test_error_table_lists_every_error_class() -> None:
 
 
 @pytest.mark.parametrize(
-    "error", [Unauthenticated, Forbidden, RateLimited, ReplayDetected, TokenRevoked]
+    "error", [Unauthenticated, Forbidden, ReplayDetected, TokenRevoked]
 )
 def test_auth_error_carries_its_reason_in_data(error: type[AuthError]) -> None:
     refusal = error("expired")
@@ -72,6 +72,27 @@ def test_auth_error_carries_its_reason_in_data(error: type[AuthError]) -> None:
         "code": error.code,
         "message": error.default_message,
         "data": {"reason": "expired"},
+    }
+
+
+def test_rate_limited_says_when_to_try_again() -> None:
+    refusal = RateLimited(
+        "rate_limited", "More than 5 requests a minute", retry_after=7
+    )
+
+    assert refusal.reason == "rate_limited"
+    assert refusal.retry_after == 7
+    assert refusal.to_jsonrpc() == {
+        "code": -32003,
+        "message": "More than 5 requests a minute",
+        "data": {"reason": "rate_limited", "retry_after": 7},
+    }
+
+
+def test_rate_limited_without_retry_after_says_one_second() -> None:
+    assert RateLimited("rate_limited").to_jsonrpc()["data"] == {
+        "reason": "rate_limited",
+        "retry_after": 1,
     }
 
 

@@ -1,5 +1,6 @@
 """Dispatcher: each stage (parse, envelope, method, role, params, handler) fails
-with its own code; the unexpected becomes a generic -32603 and an ERROR log."""
+with its own code; the unexpected becomes a generic -32603 and an ERROR log;
+every outcome goes to the audit trail, refusals also to the store."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from shared.auth.audit import Audit
 from shared.auth.policy import Policy
 from shared.auth.principal import Principal
 from shared.errors import TaskNotFound
 from shared.jsonrpc import Call, Dispatcher, Method, NoParams, Params, Reply
+from tests.shared.kit import MemoryStore
 
 LEAKY_DETAIL = "password=hunter2 at db.internal:5432"
 
@@ -51,7 +54,13 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def dispatcher(recorder: Recorder) -> Dispatcher:
+def audit(store: MemoryStore) -> Audit:
+    return Audit("extractor", store)
+
+
+def make_dispatcher(
+    recorder: Recorder, audit: Audit | None = None, **options: Any
+) -> Dispatcher:
     methods: list[Method[Any]] = [
         Method("echo", EchoParams, recorder.echo, "Echo text."),
         Method("ping", NoParams, recorder.ping, "Answer pong."),
@@ -59,7 +68,20 @@ def dispatcher(recorder: Recorder) -> Dispatcher:
         Method("crash", NoParams, recorder.crash, "Raise a foreign error."),
     ]
     policy = Policy({"caller": ["echo", "ping", "missing", "crash"], "viewer": []})
-    return Dispatcher(methods, policy)
+    return Dispatcher(methods, policy, audit=audit, **options)
+
+
+@pytest.fixture
+def dispatcher(recorder: Recorder, audit: Audit) -> Dispatcher:
+    return make_dispatcher(recorder, audit)
+
+
+async def persisted(
+    audit: Audit, store: MemoryStore
+) -> list[tuple[str, str | None, str | None]]:
+    """(event, reason, method) of what the audit trail keeps for the admin API."""
+    await audit.flush()
+    return [(e.event, e.reason, e.method) for e in store.events]
 
 
 def call_as(*roles: str) -> Call:
@@ -69,6 +91,7 @@ def call_as(*roles: str) -> Call:
         roles=frozenset(roles),
         jti="0123456789abcdef",
         expires_at=2_000_000_000,
+        issued_at=1_999_999_700,
     )
     return Call(principal=principal, correlation_id="cid-1")
 
@@ -227,8 +250,10 @@ async def test_dispatch_forbidden_method_returns_forbidden_without_calling_handl
     assert error["code"] == -32002
     assert error["data"] == {"reason": "missing_role"}
     assert recorder.calls == []
-    [record] = [r for r in caplog.records if r.getMessage() == "rpc.forbidden"]
+    [record] = [r for r in caplog.records if r.getMessage() == "authorization_failure"]
     assert record.levelno == logging.WARNING
+    assert record.__dict__["mesh_fields"]["method"] == "echo"
+    assert record.__dict__["mesh_fields"]["jti"] == "01234567"
 
 
 async def test_dispatch_forbidden_is_decided_before_params_are_validated(
@@ -346,3 +371,132 @@ async def test_dispatch_lone_surrogate_in_id_or_method_is_invalid_request(
     assert reply.status == 400
     assert error_of(reply)["code"] == -32600
     assert recorder.calls == []
+
+
+def nested(levels: int) -> bytes:
+    """An ``echo`` request whose arrays and objects nest ``levels`` deep in all,
+    the envelope being the first level."""
+    text: Any = "x"
+    for _ in range(levels - 2):
+        text = [text]
+    return request(method="echo", params={"text": text})
+
+
+async def test_dispatch_body_nested_to_the_limit_reaches_the_params_stage(
+    recorder: Recorder,
+) -> None:
+    dispatcher = make_dispatcher(recorder, max_depth=4)
+
+    reply = await dispatcher.dispatch(nested(4), CALLER)
+
+    # Past the depth check: refused only because "text" is not a string.
+    assert error_of(reply)["code"] == -32602
+
+
+async def test_dispatch_body_nested_deeper_than_the_limit_is_invalid_request(
+    recorder: Recorder,
+) -> None:
+    dispatcher = make_dispatcher(recorder, max_depth=4)
+
+    reply = await dispatcher.dispatch(nested(5), CALLER)
+
+    assert reply.status == 400
+    assert reply.body is not None and reply.body["id"] is None
+    assert error_of(reply) == {
+        "code": -32600,
+        "message": "JSON nested deeper than 4 levels",
+        "data": {"reason": "too_deep"},
+    }
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize(("levels", "code"), [(32, -32602), (33, -32600)])
+async def test_dispatch_default_depth_limit_is_32_levels(
+    dispatcher: Dispatcher, levels: int, code: int
+) -> None:
+    reply = await dispatcher.dispatch(nested(levels), CALLER)
+
+    assert error_of(reply)["code"] == code
+
+
+async def test_dispatch_very_deep_body_is_refused_as_too_deep(
+    dispatcher: Dispatcher, recorder: Recorder
+) -> None:
+    reply = await dispatcher.dispatch(nested(500), CALLER)
+
+    assert error_of(reply)["data"] == {"reason": "too_deep"}
+    assert recorder.calls == []
+
+
+async def test_dispatch_success_is_logged_as_method_executed_but_not_stored(
+    dispatcher: Dispatcher,
+    audit: Audit,
+    store: MemoryStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    await dispatcher.dispatch(request(method="ping"), CALLER)
+
+    [record] = [r for r in caplog.records if r.getMessage() == "method_executed"]
+    fields = record.__dict__["mesh_fields"]
+    assert record.levelno == logging.INFO
+    assert (fields["outcome"], fields["method"], fields["jti"]) == (
+        "ok",
+        "ping",
+        "01234567",
+    )
+    assert fields["duration_ms"] >= 0
+    # One row per call would make the database pay for every request.
+    assert await persisted(audit, store) == []
+
+
+async def test_dispatch_failure_inside_the_method_is_not_stored_as_a_refusal(
+    dispatcher: Dispatcher,
+    audit: Audit,
+    store: MemoryStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    await dispatcher.dispatch(request(method="missing"), CALLER)
+
+    [record] = [r for r in caplog.records if r.getMessage() == "method_executed"]
+    assert record.__dict__["mesh_fields"]["outcome"] == "error"
+    assert record.__dict__["mesh_fields"]["error_code"] == -32012
+    assert await persisted(audit, store) == []
+
+
+async def test_dispatch_forbidden_call_is_stored_as_authorization_failure(
+    dispatcher: Dispatcher, audit: Audit, store: MemoryStore
+) -> None:
+    await dispatcher.dispatch(request(method="ping"), call_as("viewer"))
+
+    assert await persisted(audit, store) == [
+        ("authorization_failure", "missing_role", "ping")
+    ]
+
+
+async def test_dispatch_invalid_params_are_stored_as_invalid_input(
+    dispatcher: Dispatcher, audit: Audit, store: MemoryStore
+) -> None:
+    await dispatcher.dispatch(request(method="echo", params={"text": 5}), CALLER)
+
+    assert await persisted(audit, store) == [("invalid_input", "InvalidParams", "echo")]
+
+
+async def test_dispatch_too_deep_body_is_stored_as_invalid_input(
+    dispatcher: Dispatcher, audit: Audit, store: MemoryStore
+) -> None:
+    await dispatcher.dispatch(nested(33), CALLER)
+
+    assert await persisted(audit, store) == [("invalid_input", "InvalidRequest", None)]
+
+
+async def test_dispatch_unknown_method_name_stays_out_of_the_audit_trail(
+    dispatcher: Dispatcher, audit: Audit, store: MemoryStore
+) -> None:
+    # The name is the caller's text; only names the service offers are kept.
+    await dispatcher.dispatch(request(method="drop_tables\n"), CALLER)
+
+    assert await persisted(audit, store) == [("invalid_input", "MethodNotFound", None)]

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 from starlette.applications import Starlette
 
-from shared.auth.verifier import TokenVerifier
+from shared.auth.gate import SecurityGate
 from shared.logging import JsonFormatter, correlation_id, jti_prefix, log_event
 from tests.shared.kit import (
+    MemoryStore,
     SigningKey,
     asgi_client,
     claims,
@@ -131,8 +132,8 @@ def test_jti_prefix_of_short_jti_is_the_jti() -> None:
 
 
 @pytest.fixture
-def app(mesh_verifier: TokenVerifier) -> Starlette:
-    return protected_app(mesh_verifier)
+def app(gate: SecurityGate) -> Starlette:
+    return protected_app(gate)
 
 
 def formatted(caplog: pytest.LogCaptureFixture) -> str:
@@ -142,6 +143,8 @@ def formatted(caplog: pytest.LogCaptureFixture) -> str:
 
 async def test_refused_requests_never_log_the_token(
     app: Starlette,
+    gate: SecurityGate,
+    store: MemoryStore,
     caplog: pytest.LogCaptureFixture,
     rsa_signing_key: SigningKey,
     stranger_key: SigningKey,
@@ -164,13 +167,15 @@ async def test_refused_requests_never_log_the_token(
             "/a2a", json={}, headers={"Authorization": "Basic c2VydmljZTpzM2NyZXQ="}
         )
         assert basic.status_code == 401
+    await gate.audit.flush()
 
-    output = formatted(caplog) + caplog.text
-    refusals = [r for r in caplog.records if r.getMessage() == "auth.refused"]
+    output = formatted(caplog) + caplog.text + repr(store.events)
+    refusals = [r for r in caplog.records if r.getMessage() == "authentication_failure"]
     assert [r.__dict__["mesh_fields"]["reason"] for r in refusals] == [
         *tokens,
         "malformed_token",
     ]
+    assert [e.reason for e in store.events] == [*tokens, "malformed_token"]
     for token in tokens.values():
         _, payload, signature = token.split(".")
         assert token not in output
@@ -179,7 +184,36 @@ async def test_refused_requests_never_log_the_token(
     assert "c2VydmljZTpzM2NyZXQ=" not in output
 
 
-async def test_accepted_request_logs_only_the_jti_prefix(
+async def test_refusal_of_a_verified_token_logs_only_the_jti_prefix(
+    app: Starlette,
+    gate: SecurityGate,
+    store: MemoryStore,
+    caplog: pytest.LogCaptureFixture,
+    rsa_signing_key: SigningKey,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # A valid token from a client the service does not serve: refused after
+    # verification, so the refusal can name the token, by its prefix only.
+    payload = claims(jti="abcdef0123456789-unique-token-id", azp="viewer")
+    token = sign(rsa_signing_key, payload)
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+    await gate.audit.flush()
+
+    assert response.status_code == 403
+    output = formatted(caplog) + caplog.text + repr(store.events)
+    [refused] = [r for r in caplog.records if r.getMessage() == "authorization_failure"]
+    assert refused.__dict__["mesh_fields"]["jti"] == "abcdef01"
+    assert [e.jti_prefix for e in store.events] == ["abcdef01"]
+    assert payload["jti"] not in output
+    assert token not in output
+    assert token.split(".")[2] not in output
+
+
+async def test_accepted_request_logs_nothing_of_the_token(
     app: Starlette, caplog: pytest.LogCaptureFixture, rsa_signing_key: SigningKey
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -193,8 +227,7 @@ async def test_accepted_request_logs_only_the_jti_prefix(
 
     assert response.status_code == 200
     output = formatted(caplog) + caplog.text
-    [accepted] = [r for r in caplog.records if r.getMessage() == "auth.authenticated"]
-    assert accepted.__dict__["mesh_fields"]["jti"] == "abcdef01"
     assert payload["jti"] not in output
     assert token not in output
+    assert token.split(".")[1] not in output
     assert token.split(".")[2] not in output

@@ -1,10 +1,13 @@
-"""AuthMiddleware and CorrelationMiddleware in front of a tiny Starlette app."""
+"""AuthMiddleware and CorrelationMiddleware in front of a tiny Starlette app,
+with the real security gate over an in-memory store."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,18 +19,53 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Message
 
+from shared.auth.dpop import DpopKey
+from shared.auth.gate import SecurityGate
 from shared.auth.middleware import AuthMiddleware
+from shared.auth.policy import SecurityPolicy
+from shared.auth.revocation import RevocationList
 from shared.auth.verifier import TokenVerifier
 from shared.logging import correlation_id
-from tests.shared.kit import SigningKey, asgi_client, claims, protected_app, sign
+from tests.shared.kit import (
+    A2A_URL,
+    BASE_URL,
+    BODY_LIMIT,
+    TEST_POLICY,
+    MemoryStore,
+    SigningKey,
+    asgi_client,
+    bound_claims,
+    claims,
+    make_gate,
+    protected_app,
+    sign,
+)
 
 BARE_CHALLENGE = 'Bearer realm="a2a-mesh"'
 INVALID_CHALLENGE = 'Bearer realm="a2a-mesh", error="invalid_token"'
+DPOP_CHALLENGE = 'DPoP algs="ES256 PS256 RS256", error="invalid_dpop_proof"'
+BODY = b'{"jsonrpc":"2.0","id":1,"method":"extract_document","params":{}}'
 
 
 @pytest.fixture
-def app(mesh_verifier: TokenVerifier) -> Starlette:
-    return protected_app(mesh_verifier)
+def app(gate: SecurityGate) -> Starlette:
+    return protected_app(gate)
+
+
+@pytest.fixture
+def dpop_key() -> DpopKey:
+    return DpopKey()
+
+
+def dpop_headers(
+    key: DpopKey, token: str, *, body: bytes = BODY, url: str = A2A_URL
+) -> dict[str, str]:
+    """What the mesh's client sends: the bound token and a proof over ``body``."""
+    return {
+        "Authorization": f"DPoP {token}",
+        "DPoP": key.proof("POST", url, access_token=token, body=body),
+        "Content-Type": "application/json",
+    }
 
 
 async def post_a2a(app: Starlette, headers: dict[str, str] | None = None) -> Any:
@@ -118,7 +156,7 @@ async def test_auth_refusal_is_logged_at_warning_with_reason(
 ) -> None:
     await post_a2a(app, {"Authorization": "Basic abc"})
 
-    [record] = [r for r in caplog.records if r.getMessage() == "auth.refused"]
+    [record] = [r for r in caplog.records if r.getMessage() == "authentication_failure"]
     assert record.levelno == logging.WARNING
     assert record.__dict__["mesh_fields"]["reason"] == "malformed_token"
     assert record.__dict__["mesh_fields"]["path"] == "/a2a"
@@ -137,6 +175,7 @@ async def test_auth_valid_token_places_principal_in_request_state(
     assert body["subject"] == payload["sub"]
     assert body["client_id"] == "lambda"
     assert body["roles"] == ["lambda"]
+    assert body["body"] == "{}"
 
 
 async def test_auth_bearer_scheme_is_case_insensitive(
@@ -170,20 +209,31 @@ async def test_auth_path_sharing_the_prefix_is_not_protected(app: Starlette) -> 
     assert response.status_code == 404
 
 
-async def test_auth_without_verifier_uses_the_runtime_on_app_state(
-    mesh_verifier: TokenVerifier, rsa_signing_key: SigningKey
+async def test_auth_without_gate_uses_the_runtime_on_app_state(
+    mesh_verifier: TokenVerifier,
+    store: MemoryStore,
+    rsa_signing_key: SigningKey,
+    dpop_key: DpopKey,
 ) -> None:
     async def a2a(request: Request) -> JSONResponse:
         return JSONResponse({"client_id": request.state.principal.client_id})
 
     app = Starlette(
         routes=[Route("/a2a", a2a, methods=["POST"])],
-        middleware=[Middleware(AuthMiddleware)],
+        middleware=[Middleware(AuthMiddleware, body_limits={"/a2a": BODY_LIMIT})],
     )
-    app.state.runtime = SimpleNamespace(verifier=mesh_verifier)
+    # The proof must name the runtime's public URL for the request to pass.
+    app.state.runtime = SimpleNamespace(
+        gate=make_gate(mesh_verifier, store, accept_bearer=False),
+        settings=SimpleNamespace(public_base_url=BASE_URL),
+    )
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
 
-    refused = await post_a2a(app)
-    accepted = await post_a2a(app, {"Authorization": f"Bearer {sign(rsa_signing_key)}"})
+    async with asgi_client(app) as client:
+        refused = await client.post("/a2a", content=BODY)
+        accepted = await client.post(
+            "/a2a", content=BODY, headers=dpop_headers(dpop_key, token)
+        )
 
     assert refused.status_code == 401
     assert accepted.json() == {"client_id": "orchestrator"}
@@ -252,7 +302,7 @@ async def test_correlation_contextvar_is_reset_after_the_request(
 
 
 async def test_auth_websocket_on_protected_path_is_closed_without_reaching_app(
-    mesh_verifier: TokenVerifier,
+    gate: SecurityGate,
 ) -> None:
     reached: list[str] = []
 
@@ -267,7 +317,9 @@ async def test_auth_websocket_on_protected_path_is_closed_without_reaching_app(
     async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    middleware = AuthMiddleware(app, verifier=mesh_verifier, protected=("/a2a",))
+    middleware = AuthMiddleware(
+        app, body_limits={"/a2a": BODY_LIMIT}, gate=gate, base_url=BASE_URL
+    )
     await middleware(
         {"type": "websocket", "path": "/a2a", "headers": []}, receive, send
     )
@@ -289,3 +341,234 @@ async def test_auth_two_authorization_headers_are_refused_as_malformed(
 
     assert status == 401
     assert headers[b"www-authenticate"] == INVALID_CHALLENGE.encode()
+
+
+async def test_auth_dpop_bound_request_reaches_the_app_with_its_exact_body(
+    app: Starlette, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a", content=BODY, headers=dpop_headers(dpop_key, token)
+        )
+
+    assert response.status_code == 200
+    # The middleware read the body for the proof; the route still gets it whole.
+    assert response.json()["body"] == BODY.decode()
+
+
+async def test_auth_proof_naming_the_host_header_url_is_refused(
+    app: Starlette, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    # The client reached http://testserver, but the service's public URL is
+    # configured: a proof for any other URL was made for another service.
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+    headers = dpop_headers(dpop_key, token, url="http://testserver/a2a")
+
+    async with asgi_client(app) as client:
+        response = await client.post("/a2a", content=BODY, headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == DPOP_CHALLENGE
+    assert refusal_reason(response) == "dpop_wrong_url"
+
+
+async def test_auth_body_changed_after_signing_is_refused(
+    app: Starlette, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+    tampered = BODY.replace(b"extract_document", b"archive_document")
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a", content=tampered, headers=dpop_headers(dpop_key, token)
+        )
+
+    assert response.status_code == 401
+    assert refusal_reason(response) == "dpop_body_mismatch"
+
+
+async def test_auth_replayed_request_is_refused_with_32004(
+    app: Starlette, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+    headers = dpop_headers(dpop_key, token)
+
+    async with asgi_client(app) as client:
+        first = await client.post("/a2a", content=BODY, headers=headers)
+        replayed = await client.post("/a2a", content=BODY, headers=headers)
+
+    assert first.status_code == 200
+    assert replayed.status_code == 401
+    assert replayed.headers["www-authenticate"] == DPOP_CHALLENGE
+    assert replayed.json()["error"] == {
+        "code": -32004,
+        "message": "DPoP proof already used",
+        "data": {"reason": "proof_replayed"},
+    }
+
+
+async def test_auth_bearer_token_where_dpop_is_required_gets_a_dpop_challenge(
+    mesh_verifier: TokenVerifier, store: MemoryStore, rsa_signing_key: SigningKey
+) -> None:
+    app = protected_app(make_gate(mesh_verifier, store, accept_bearer=False))
+
+    response = await post_a2a(app, {"Authorization": f"Bearer {sign(rsa_signing_key)}"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == DPOP_CHALLENGE
+    assert refusal_reason(response) == "dpop_required"
+
+
+async def test_auth_client_not_among_the_callers_gets_403_without_challenge(
+    app: Starlette, rsa_signing_key: SigningKey
+) -> None:
+    token = sign(rsa_signing_key, claims(azp="viewer"))
+
+    response = await post_a2a(app, {"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 403
+    assert "www-authenticate" not in response.headers
+    assert response.json()["error"]["code"] == -32002
+    assert response.json()["error"]["data"] == {"reason": "client_not_allowed"}
+
+
+async def test_auth_revoked_token_is_refused_with_32005(
+    mesh_verifier: TokenVerifier, store: MemoryStore, rsa_signing_key: SigningKey
+) -> None:
+    revocations = RevocationList(store)
+    app = protected_app(make_gate(mesh_verifier, store, revocations=revocations))
+    payload = claims()
+    store.revoke(payload["jti"])
+    await revocations.reload()
+
+    response = await post_a2a(
+        app, {"Authorization": f"Bearer {sign(rsa_signing_key, payload)}"}
+    )
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == INVALID_CHALLENGE
+    assert response.json()["error"]["code"] == -32005
+    assert response.json()["error"]["data"] == {"reason": "token_revoked"}
+
+
+async def test_auth_rate_limited_caller_gets_429_with_retry_after(
+    mesh_verifier: TokenVerifier, store: MemoryStore, rsa_signing_key: SigningKey
+) -> None:
+    policy = SecurityPolicy.parse(
+        TEST_POLICY.replace("requests_per_minute = 1000", "requests_per_minute = 1")
+    )
+    app = protected_app(make_gate(mesh_verifier, store, policy=policy))
+    headers = {"Authorization": f"Bearer {sign(rsa_signing_key)}"}
+
+    async with asgi_client(app) as client:
+        first = await client.post("/a2a", json={}, headers=headers)
+        second = await client.post("/a2a", json={}, headers=headers)
+
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert "www-authenticate" not in second.headers
+    error = second.json()["error"]
+    assert error["code"] == -32003
+    assert error["data"]["reason"] == "rate_limited"
+    # The oldest request leaves the window a minute after it was made.
+    assert second.headers["retry-after"] == str(error["data"]["retry_after"])
+    assert 59 <= error["data"]["retry_after"] <= 60
+
+
+async def test_auth_big_body_without_a_token_is_refused_before_it_is_read(
+    app: Starlette, gate: SecurityGate, store: MemoryStore
+) -> None:
+    # A stranger must not make the service hold a large body: the token is
+    # checked first, and only its refusal is recorded.
+    async with asgi_client(app) as client:
+        response = await client.post("/a2a", content=b"x" * (BODY_LIMIT + 1))
+    await gate.audit.flush()
+
+    assert response.status_code == 401
+    assert response.json()["error"]["data"] == {"reason": "missing_token"}
+    assert [(e.event, e.reason) for e in store.events] == [
+        ("authentication_failure", "missing_token")
+    ]
+
+
+async def test_auth_body_over_the_limit_is_refused_with_413(
+    app: Starlette, gate: SecurityGate, store: MemoryStore, rsa_signing_key: SigningKey
+) -> None:
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a",
+            content=b"x" * (BODY_LIMIT + 1),
+            headers={"Authorization": f"Bearer {sign(rsa_signing_key)}"},
+        )
+    await gate.audit.flush()
+
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "code": -32600,
+        "message": f"Request body exceeds {BODY_LIMIT} bytes",
+        "data": {"reason": "too_large"},
+    }
+    assert [(e.event, e.reason) for e in store.events] == [
+        ("invalid_input", "too_large")
+    ]
+
+
+async def test_auth_streamed_body_over_the_limit_is_refused_with_413(
+    app: Starlette, rsa_signing_key: SigningKey
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit must hold while the body arrives.
+        for _ in range(BODY_LIMIT // 100 + 1):
+            yield b"x" * 100
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a",
+            content=chunks(),
+            headers={"Authorization": f"Bearer {sign(rsa_signing_key)}"},
+        )
+
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"]["data"] == {"reason": "too_large"}
+
+
+async def test_auth_body_of_exactly_the_limit_is_accepted(
+    app: Starlette, rsa_signing_key: SigningKey
+) -> None:
+    body = json.dumps({"pad": "x" * (BODY_LIMIT - 11)}).encode()
+    assert len(body) == BODY_LIMIT
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a",
+            content=body,
+            headers={"Authorization": f"Bearer {sign(rsa_signing_key)}"},
+        )
+
+    assert response.status_code == 200
+    assert response.json()["body"] == body.decode()
+
+
+async def test_auth_database_outage_during_the_replay_check_is_32013(
+    app: Starlette, store: MemoryStore, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    # A lost database is a dependency failure the caller may retry, not our bug.
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+    store.down = True
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a", content=BODY, headers=dpop_headers(dpop_key, token)
+        )
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"] == {
+        "code": -32013,
+        "message": "database is unavailable",
+        "data": {"dependency": "database"},
+    }
+    assert "body" not in response.json()

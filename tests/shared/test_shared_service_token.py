@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import respx
 
 import shared.auth.service_token as service_token_module
-from shared.auth.service_token import ServiceTokenProvider
+from shared.auth.dpop import DpopKey, ProofVerifier
+from shared.auth.service_token import AccessToken, ServiceTokenProvider
 from shared.errors import DependencyUnavailable
 from shared.secrets import StaticSecretStore
 from tests.shared.kit import TOKEN_URL, Clock, mock_client
@@ -51,7 +53,11 @@ async def http(router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def provider(
-    http: httpx.AsyncClient, secrets: Any | None = None
+    http: httpx.AsyncClient,
+    secrets: Any | None = None,
+    *,
+    scope: str | None = None,
+    dpop_key: DpopKey | None = None,
 ) -> ServiceTokenProvider:
     return ServiceTokenProvider(
         http,
@@ -60,11 +66,21 @@ def provider(
         secret_id=SECRET_ID,
         secrets=secrets or RotatingSecrets("s3cret-1"),
         renew_margin_seconds=30,
+        scope=scope,
+        dpop_key=dpop_key,
     )
 
 
-def issued(token: str, expires_in: int = 300) -> httpx.Response:
-    body = {"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}
+def bearer(value: str) -> AccessToken:
+    return AccessToken(value, "Bearer")
+
+
+def issued(
+    token: str,
+    expires_in: int = 300,
+    kind: str = "Bearer",
+) -> httpx.Response:
+    body = {"access_token": token, "expires_in": expires_in, "token_type": kind}
     return httpx.Response(200, json=body)
 
 
@@ -82,7 +98,7 @@ async def test_token_is_cached(
     clock.advance(60)
     second = await tokens.token()
 
-    assert first == second == "tok-1"
+    assert first == second == bearer("tok-1")
     assert route.call_count == 1
 
 
@@ -95,12 +111,12 @@ async def test_token_is_renewed_after_expiry_margin(
     await tokens.token()
 
     clock.advance(269)
-    assert await tokens.token() == "tok-1"
+    assert await tokens.token() == bearer("tok-1")
 
     clock.advance(2)
-    assert await tokens.token() == "tok-1"  # still valid; renewal starts
+    assert await tokens.token() == bearer("tok-1")  # still valid; renewal starts
     await settle()
-    assert await tokens.token() == "tok-2"
+    assert await tokens.token() == bearer("tok-2")
     assert route.call_count == 2
 
 
@@ -113,12 +129,12 @@ async def test_token_short_lifetime_is_renewed_at_half_life(
     await tokens.token()
 
     clock.advance(9)
-    assert await tokens.token() == "tok-1"
+    assert await tokens.token() == bearer("tok-1")
 
     clock.advance(2)
     await tokens.token()
     await settle()
-    assert await tokens.token() == "tok-2"
+    assert await tokens.token() == bearer("tok-2")
 
 
 async def test_token_concurrent_callers_share_one_request(
@@ -134,7 +150,7 @@ async def test_token_concurrent_callers_share_one_request(
 
     values = await asyncio.gather(*(tokens.token() for _ in range(50)))
 
-    assert set(values) == {"tok-shared"}
+    assert set(values) == {bearer("tok-shared")}
     assert route.call_count == 1
 
 
@@ -148,7 +164,7 @@ async def test_token_invalidate_forces_a_new_request(
 
     tokens.invalidate()
 
-    assert await tokens.token() == "tok-2"
+    assert await tokens.token() == bearer("tok-2")
     assert route.call_count == 2
 
 
@@ -177,7 +193,7 @@ async def test_token_refused_secret_is_refreshed_once_and_retried(
 
     token = await provider(http, secrets).token()
 
-    assert token == "tok-after-rotation"
+    assert token == bearer("tok-after-rotation")
     assert secrets.refreshed == [SECRET_ID]
     first, second = (call.request for call in route.calls)
     assert first.headers["authorization"] == basic(CLIENT_ID, "old-secret")
@@ -311,7 +327,11 @@ async def test_token_still_valid_is_used_while_the_provider_is_down(
     await settle()
     after_retry = await tokens.token()
 
-    assert (during_outage, before_retry, after_retry) == ("tok-1", "tok-1", "tok-2")
+    assert [t.value for t in (during_outage, before_retry, after_retry)] == [
+        "tok-1",
+        "tok-1",
+        "tok-2",
+    ]
     assert route.call_count == 3
 
 
@@ -351,9 +371,99 @@ async def test_no_caller_waits_for_the_renewal_of_a_valid_token(
     release.set()
     await settle()
 
-    assert during == ["tok-1"] * 3
-    assert await tokens.token() == "tok-2"
+    assert during == [bearer("tok-1")] * 3
+    assert await tokens.token() == bearer("tok-2")
     assert route.call_count == 2
+
+
+async def test_token_request_for_an_audience_asks_for_its_scope(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    route = router.post(TOKEN_URL).mock(return_value=issued("tok-1"))
+
+    await provider(http, scope="extractor-audience").token()
+
+    assert route.calls.last.request.content == (
+        b"grant_type=client_credentials&scope=extractor-audience"
+    )
+
+
+async def test_token_request_without_a_key_carries_no_proof(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    route = router.post(TOKEN_URL).mock(return_value=issued("tok-1"))
+
+    await provider(http).token()
+
+    assert "dpop" not in route.calls.last.request.headers
+
+
+async def test_token_request_with_a_key_carries_a_proof_of_that_key(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    key = DpopKey()
+    route = router.post(TOKEN_URL).mock(return_value=issued("tok-1", kind="DPoP"))
+
+    await provider(http, dpop_key=key).token()
+
+    # What the identity provider checks: the token endpoint, POST, no token yet.
+    proof = ProofVerifier().verify(
+        route.calls.last.request.headers["dpop"], method="POST", url=TOKEN_URL
+    )
+    assert proof.thumbprint == key.thumbprint
+
+
+async def test_token_bound_to_the_key_is_sent_with_the_dpop_scheme(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    router.post(TOKEN_URL).mock(return_value=issued("tok-1", kind="DPoP"))
+
+    token = await provider(http, dpop_key=DpopKey()).token()
+
+    assert token == AccessToken("tok-1", "DPoP")
+
+
+async def test_token_type_is_read_without_regard_to_case(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    router.post(TOKEN_URL).mock(return_value=issued("tok-1", kind="dpop"))
+
+    token = await provider(http, dpop_key=DpopKey()).token()
+
+    assert token.scheme == "DPoP"
+
+
+async def test_token_not_bound_despite_the_key_raises_dependency_unavailable(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    # Every receiver would refuse it; better one clear failure here.
+    router.post(TOKEN_URL).mock(return_value=issued("tok-1", kind="Bearer"))
+
+    with pytest.raises(DependencyUnavailable) as caught:
+        await provider(http, dpop_key=DpopKey()).token()
+
+    assert caught.value.dependency == "identity-provider"
+    assert caught.value.message == "token was not DPoP-bound"
+
+
+async def test_every_token_request_carries_a_fresh_proof(
+    router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    route = router.post(TOKEN_URL)
+    route.side_effect = [
+        issued("tok-1", kind="DPoP"),
+        issued("tok-2", kind="DPoP"),
+    ]
+    tokens = provider(http, dpop_key=DpopKey())
+    await tokens.token()
+    tokens.invalidate()
+    await tokens.token()
+
+    first, second = (
+        jwt.decode(call.request.headers["dpop"], options={"verify_signature": False})
+        for call in route.calls
+    )
+    assert first["jti"] != second["jti"]
 
 
 async def settle() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from shared.settings import DatabaseSettings, ServiceSettings, StorageSettings
 
 REALM = "https://idp.test/realms/a2a-mesh"
+CA_FILE = Path("/etc/mesh/rds-ca.pem")
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_derive_endpoints_from_issuer() -> None:
-    settings = ServiceSettings(service_name="extractor", issuer=f"{REALM}/")
+    settings = ServiceSettings(
+        service_name="extractor", issuer=f"{REALM}/", db_ca_file=CA_FILE
+    )
 
     assert settings.realm_url == REALM
     assert settings.jwks_endpoint == f"{REALM}/protocol/openid-connect/certs"
@@ -29,7 +32,9 @@ def test_settings_derive_endpoints_from_issuer() -> None:
 
 
 def test_settings_derive_client_audience_and_secret_from_service_name() -> None:
-    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+    settings = ServiceSettings(
+        service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
+    )
 
     assert settings.own_client_id == "extractor"
     assert settings.accepted_audience == "extractor"
@@ -38,7 +43,10 @@ def test_settings_derive_client_audience_and_secret_from_service_name() -> None:
 
 def test_settings_audience_and_secret_follow_an_explicit_client_id() -> None:
     settings = ServiceSettings(
-        service_name="extractor", issuer=REALM, client_id="extractor-prod"
+        service_name="extractor",
+        issuer=REALM,
+        client_id="extractor-prod",
+        db_ca_file=CA_FILE,
     )
 
     assert settings.accepted_audience == "extractor-prod"
@@ -52,6 +60,7 @@ def test_settings_explicit_values_override_derived_ones() -> None:
         jwks_url="https://keys.test/jwks.json",
         audience="mesh",
         client_secret_id="prod/extractor",
+        db_ca_file=CA_FILE,
     )
 
     assert settings.jwks_endpoint == "https://keys.test/jwks.json"
@@ -66,6 +75,7 @@ def test_settings_are_read_from_mesh_environment(
     monkeypatch.setenv("MESH_ISSUER", REALM)
     monkeypatch.setenv("MESH_PORT", "8003")
     monkeypatch.setenv("MESH_ALLOWED_ALGORITHMS", '["RS256"]')
+    monkeypatch.setenv("MESH_DB_CA_FILE", str(CA_FILE))
 
     settings = ServiceSettings()
 
@@ -75,14 +85,20 @@ def test_settings_are_read_from_mesh_environment(
 
 
 def test_settings_default_algorithms_are_asymmetric_only() -> None:
-    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+    settings = ServiceSettings(
+        service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
+    )
 
     assert settings.allowed_algorithms == ("RS256", "PS256", "ES256")
 
 
 @pytest.mark.parametrize(
     ("present", "missing"),
-    [({"MESH_ISSUER": REALM}, "service_name"), ({"MESH_SERVICE_NAME": "x"}, "issuer")],
+    [
+        ({"MESH_ISSUER": REALM, "MESH_DB_CA_FILE": "ca.pem"}, "service_name"),
+        ({"MESH_SERVICE_NAME": "x", "MESH_DB_CA_FILE": "ca.pem"}, "issuer"),
+        ({"MESH_SERVICE_NAME": "x", "MESH_ISSUER": REALM}, "db_ca_file"),
+    ],
 )
 def test_settings_missing_required_field_raises_validation_error(
     monkeypatch: pytest.MonkeyPatch, present: dict[str, str], missing: str
@@ -100,13 +116,20 @@ def test_settings_missing_required_field_raises_validation_error(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MESH_PORT", "70000"), ("MESH_LEEWAY_SECONDS", "3600"), ("MESH_PORT", "x")],
+    [
+        ("MESH_PORT", "70000"),
+        ("MESH_PORT", "x"),
+        ("MESH_DB_PORT", "0"),
+        ("MESH_SHUTDOWN_GRACE_SECONDS", "60"),
+        ("MESH_ACCEPT_BEARER_TOKENS", "maybe"),
+    ],
 )
 def test_settings_out_of_range_value_raises_validation_error(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv("MESH_SERVICE_NAME", "extractor")
     monkeypatch.setenv("MESH_ISSUER", REALM)
+    monkeypatch.setenv("MESH_DB_CA_FILE", str(CA_FILE))
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ValidationError):
@@ -114,7 +137,9 @@ def test_settings_out_of_range_value_raises_validation_error(
 
 
 def test_settings_are_frozen() -> None:
-    settings = ServiceSettings(service_name="extractor", issuer=REALM)
+    settings = ServiceSettings(
+        service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
+    )
 
     with pytest.raises(ValidationError):
         settings.issuer = "https://evil.test"
@@ -150,4 +175,35 @@ def test_settings_refuse_symmetric_or_unknown_algorithms(algorithm: str) -> None
             service_name="extractor",
             issuer="https://idp.invalid/realms/a2a-mesh",
             allowed_algorithms=("RS256", algorithm),
+            db_ca_file=CA_FILE,
         )
+
+
+def test_settings_accept_only_dpop_bound_tokens_by_default() -> None:
+    settings = ServiceSettings(
+        service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
+    )
+
+    assert settings.accept_bearer_tokens is False
+
+
+@pytest.mark.parametrize(
+    ("values", "base_url"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"tls_certfile": "cert.pem", "port": 8443}, "https://127.0.0.1:8443"),
+        (
+            {"public_url": "https://mesh.example/extractor/"},
+            "https://mesh.example/extractor",
+        ),
+    ],
+    ids=["listen-address", "listen-address-tls", "configured"],
+)
+def test_settings_public_base_url_is_configured_or_where_the_service_listens(
+    values: dict[str, object], base_url: str
+) -> None:
+    settings = ServiceSettings.model_validate(
+        {"service_name": "extractor", "issuer": REALM, "db_ca_file": CA_FILE, **values}
+    )
+
+    assert settings.public_base_url == base_url

@@ -9,15 +9,18 @@ from typing import Any
 import pytest
 import respx
 
+from shared.auth.dpop import DpopKey
 from shared.auth.jwks import JwksCache
 from shared.auth.principal import Principal
 from shared.auth.verifier import TokenVerifier
 from shared.errors import Unauthenticated
 from tests.shared.kit import (
     AUDIENCE,
+    ISSUER,
     JWKS_URL,
     SigningKey,
     b64_json,
+    bound_claims,
     claims,
     hmac_signed,
     jwks,
@@ -75,7 +78,9 @@ async def test_verify_valid_rs256_token_returns_principal(
         roles=frozenset({"orchestrator", "viewer"}),
         jti=payload["jti"],
         expires_at=payload["exp"],
+        issued_at=payload["iat"],
         username="service-account-orchestrator",
+        key_thumbprint=None,
     )
 
 
@@ -224,13 +229,23 @@ async def test_verify_audience_list_containing_ours_returns_principal(
     assert principal.client_id == "orchestrator"
 
 
-@pytest.mark.parametrize("claim", ["exp", "iat", "iss", "aud", "sub"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "iss", "aud", "sub", "jti"])
 async def test_verify_token_missing_required_claim_raises_missing_claim(
     verifier: TokenVerifier, rsa_signing_key: SigningKey, claim: str
 ) -> None:
     token = sign(rsa_signing_key, claims(**{claim: None}))
 
     assert await refusal(verifier, token) == "missing_claim"
+
+
+@pytest.mark.parametrize("jti", ["", 42, "x" * 257], ids=["empty", "number", "long"])
+async def test_verify_token_whose_jti_cannot_name_it_is_refused(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey, jti: object
+) -> None:
+    # A token that cannot be named cannot be revoked.
+    token = sign(rsa_signing_key, claims(jti=jti))
+
+    assert await refusal(verifier, token) == "invalid_token"
 
 
 async def test_verify_token_signed_by_another_key_raises_bad_signature(
@@ -350,3 +365,93 @@ async def test_verify_time_claim_given_as_a_string_is_invalid_token(
     payload[claim] = str(int(payload.get(claim) or payload["iat"]))
 
     assert await refusal(verifier, sign(rsa_signing_key, payload)) == "invalid_token"
+
+
+async def test_verify_token_living_longer_than_the_maximum_raises_lifetime_too_long(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    now = int(time.time())
+    token = sign(rsa_signing_key, claims(iat=now, exp=now + 3601))
+
+    assert await refusal(verifier, token) == "lifetime_too_long"
+
+
+async def test_verify_token_living_exactly_the_maximum_returns_principal(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    now = int(time.time())
+    token = sign(rsa_signing_key, claims(iat=now, exp=now + 3600))
+
+    principal = await verifier.verify(token)
+
+    assert (principal.issued_at, principal.expires_at) == (now, now + 3600)
+
+
+async def test_verify_maximum_lifetime_comes_from_the_verifier(
+    keys: JwksCache, rsa_signing_key: SigningKey
+) -> None:
+    verifier = TokenVerifier(
+        keys,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=["RS256"],
+        max_lifetime_seconds=300,
+    )
+    now = int(time.time())
+    token = sign(rsa_signing_key, claims(iat=now, exp=now + 301))
+
+    assert await refusal(verifier, token) == "lifetime_too_long"
+
+
+async def test_verify_bound_token_carries_the_key_thumbprint(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    key = DpopKey()
+
+    principal = await verifier.verify(sign(rsa_signing_key, bound_claims(key)))
+
+    assert principal.key_thumbprint == key.thumbprint
+
+
+async def test_verify_bound_token_of_type_dpop_returns_principal(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    # Keycloak types its DPoP-bound access tokens "DPoP".
+    key = DpopKey()
+    token = sign(rsa_signing_key, bound_claims(key, typ="DPoP"))
+
+    principal = await verifier.verify(token)
+
+    assert principal.key_thumbprint == key.thumbprint
+
+
+async def test_verify_token_of_type_dpop_without_a_key_raises_invalid_token(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    # Taken as unbound, it would pass where bearer tokens are accepted.
+    token = sign(rsa_signing_key, claims(typ="DPoP"))
+
+    assert await refusal(verifier, token) == "invalid_token"
+
+
+@pytest.mark.parametrize("typ", ["ID", "Refresh", "Logout"])
+async def test_verify_token_that_is_not_an_access_token_raises_invalid_token(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey, typ: str
+) -> None:
+    token = sign(rsa_signing_key, claims(typ=typ))
+
+    assert await refusal(verifier, token) == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "cnf",
+    [{}, {"jkt": ""}, {"jkt": 7}, "jkt", {"x5t#S256": "abc"}],
+    ids=["empty", "blank-jkt", "jkt-not-a-string", "not-an-object", "other-method"],
+)
+async def test_verify_confirmation_that_names_no_key_raises_invalid_token(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey, cnf: object
+) -> None:
+    # Read as "unbound", such a token would pass as a bearer token.
+    token = sign(rsa_signing_key, claims(cnf=cnf))
+
+    assert await refusal(verifier, token) == "invalid_token"

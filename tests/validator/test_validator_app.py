@@ -1,141 +1,180 @@
-"""The validator app built in-process by its factory, behind the real middleware."""
+"""The validator's methods behind the dispatcher, under the shipped policy.
+
+The app itself now opens a PostgreSQL pool in its lifespan (the security
+state every replica shares), so it is no longer built here: these tests run
+its methods through the same ``Dispatcher`` the app uses, with the role table
+and JSON depth limit of the shipped policy. The app as a whole, behind the
+security gate, is exercised by the integration tests against the real mesh.
+"""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator
+import json
 from typing import Any
 
-import httpx
-import jwt
 import pytest
-import respx
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.identity.keys import public_jwk
-from services.validator.app import create_app
-from services.validator.settings import ValidatorSettings
-from shared.secrets import StaticSecretStore
+from services.validator.app import METHODS
+from services.validator.rules import rules_for
+from shared.auth.policy import SecurityPolicy
+from shared.auth.principal import Principal
+from shared.jsonrpc import Call, Dispatcher, Reply
+from shared.service import MeshJSONResponse
 
-ISSUER = "https://idp.invalid/realms/a2a-mesh"
-KEY = rsa.generate_private_key(65537, 2048)
-JWK = public_jwk(KEY.public_key(), "sig", "RS256")
+POLICY = SecurityPolicy.load()
 
-
-def _token(roles: list[str], audience: str = "validator") -> str:
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "aud": audience,
-        "sub": str(uuid.uuid4()),
-        "azp": "orchestrator",
-        "exp": now + 60,
-        "iat": now,
-        "jti": str(uuid.uuid4()),
-        "typ": "Bearer",
-        "realm_access": {"roles": roles},
-    }
-    return jwt.encode(claims, KEY, algorithm="RS256", headers={"kid": JWK["kid"]})
+EMPTY_TEXT = {
+    "s3_key": "uploads/a.txt",
+    "content_hash": "0" * 64,
+    "size_bytes": 10,
+    "content_type": "text/plain",
+    "format": "text",
+    "document_type": "document",
+    "text": "",
+}
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ValidatorSettings(issuer=ISSUER), secrets=StaticSecretStore({}))
-    with respx.mock(assert_all_called=True) as idp:
-        idp.get(f"{ISSUER}/protocol/openid-connect/certs").respond(json={"keys": [JWK]})
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="https://validator.test"
-            ) as http:
-                yield http
+def dispatcher() -> Dispatcher:
+    return Dispatcher(METHODS, POLICY.roles, max_depth=POLICY.limits.max_json_depth)
 
 
-def _rpc(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+def call_as(*roles: str) -> Call:
+    principal = Principal(
+        subject="service-account-orchestrator",
+        client_id="orchestrator",
+        roles=frozenset(roles),
+        jti="0123456789abcdef",
+        expires_at=2_000_000_300,
+        issued_at=2_000_000_000,
+    )
+    return Call(principal=principal, correlation_id="cid-1")
+
+
+def rpc(method: str, params: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    ).encode()
+
+
+def result_of(reply: Reply) -> Any:
+    assert reply.status == 200
+    assert reply.body is not None and "error" not in reply.body, reply.body
+    return reply.body["result"]
+
+
+def error_of(reply: Reply) -> dict[str, Any]:
+    assert reply.body is not None and "result" not in reply.body
+    error: dict[str, Any] = reply.body["error"]
+    return error
+
+
+def test_validator_offers_its_two_methods_in_order(dispatcher: Dispatcher) -> None:
+    # The agent card lists the dispatcher's methods as the service's skills.
+    assert [m.name for m in dispatcher.methods] == [
+        "validate_document",
+        "get_validation_rules",
+    ]
 
 
 async def test_validate_document_scores_an_extraction(
-    client: httpx.AsyncClient,
+    dispatcher: Dispatcher,
 ) -> None:
-    extraction = {
-        "s3_key": "uploads/a.txt",
-        "content_hash": "0" * 64,
-        "size_bytes": 10,
-        "content_type": "text/plain",
-        "format": "text",
-        "document_type": "document",
-        "text": "",
-    }
-
-    response = await client.post(
-        "/a2a",
-        json=_rpc(
-            "validate_document",
-            {"document_type": "document", "extracted_data": extraction},
-        ),
-        headers={"Authorization": f"Bearer {_token(['orchestrator'])}"},
+    body = rpc(
+        "validate_document",
+        {"document_type": "document", "extracted_data": EMPTY_TEXT},
     )
 
-    assert response.status_code == 200
-    result = response.json()["result"]
+    result = result_of(await dispatcher.dispatch(body, call_as("orchestrator")))
+
     assert result["score"] == 0
     assert result["passed"] is False
     assert all(rule["reason"] for rule in result["rules"])
 
 
-async def test_validator_refuses_a_token_for_another_audience(
-    client: httpx.AsyncClient,
+async def test_validate_document_accepts_an_extraction_with_pages_and_a_table(
+    dispatcher: Dispatcher,
 ) -> None:
-    response = await client.post(
-        "/a2a",
-        json=_rpc("get_validation_rules", {"document_type": "invoice"}),
-        headers={"Authorization": f"Bearer {_token(['admin'], 'archivist')}"},
+    # The deepest shape the extractor sends must fit the shipped depth limit.
+    extraction = {
+        **EMPTY_TEXT,
+        "format": "csv",
+        "document_type": "table",
+        "pages": [{"number": 1, "text": "Name,Amount"}],
+        "tables": [
+            {
+                "encoding": "utf-8",
+                "delimiter": ",",
+                "header": ["Name", "Amount"],
+                "rows": [["Alice", "10.00"], ["Bob", "12.50"]],
+                "row_count": 2,
+                "column_count": 2,
+            }
+        ],
+        "key_fields": {"amounts": [{"value": "10.00", "currency": "EUR"}]},
+    }
+    body = rpc(
+        "validate_document", {"document_type": "table", "extracted_data": extraction}
     )
 
-    assert response.status_code == 401
-    assert response.json()["error"]["data"] == {"reason": "wrong_audience"}
+    result = result_of(await dispatcher.dispatch(body, call_as("orchestrator")))
+
+    assert result["document_type"] == "table"
 
 
-async def test_agent_card_lists_the_methods_and_the_token_url(
-    client: httpx.AsyncClient,
+async def test_get_validation_rules_lists_the_rules_of_the_type(
+    dispatcher: Dispatcher,
 ) -> None:
-    card = (await client.get("/.well-known/agent-card.json")).json()
+    body = rpc("get_validation_rules", {"document_type": "invoice"})
 
-    assert [skill["id"] for skill in card["skills"]] == [
+    result = result_of(await dispatcher.dispatch(body, call_as("admin")))
+
+    assert result == {
+        "document_type": "invoice",
+        "rules": [rule.model_dump(mode="json") for rule in rules_for("invoice")],
+    }
+
+
+@pytest.mark.parametrize("roles", [("viewer",), ("lambda",), ()], ids=repr)
+async def test_callers_without_the_orchestrator_role_are_refused(
+    dispatcher: Dispatcher, roles: tuple[str, ...]
+) -> None:
+    body = rpc(
         "validate_document",
-        "get_validation_rules",
-    ]
-    flow = card["securitySchemes"]["keycloak"]["flows"]["clientCredentials"]
-    assert flow["tokenUrl"] == f"{ISSUER}/protocol/openid-connect/token"
+        {"document_type": "document", "extracted_data": EMPTY_TEXT},
+    )
+
+    reply = await dispatcher.dispatch(body, call_as(*roles))
+
+    assert reply.status == 403
+    assert error_of(reply)["code"] == -32002
+    assert error_of(reply)["data"] == {"reason": "missing_role"}
 
 
-async def test_ready_reports_the_identity_provider_keys(
-    client: httpx.AsyncClient,
+async def test_unknown_document_type_is_invalid_params(
+    dispatcher: Dispatcher,
 ) -> None:
-    response = await client.get("/ready")
+    body = rpc("get_validation_rules", {"document_type": "passport"})
 
-    assert response.status_code == 200
-    assert response.json()["checks"] == {"identity-provider": "ok"}
+    reply = await dispatcher.dispatch(body, call_as("admin"))
+
+    error = error_of(reply)
+    assert error["code"] == -32602
+    assert [e["field"] for e in error["data"]["errors"]] == ["document_type"]
 
 
 async def test_a_lone_surrogate_in_a_param_name_is_answered_as_32602(
-    client: httpx.AsyncClient,
+    dispatcher: Dispatcher,
 ) -> None:
     body = (
         b'{"jsonrpc": "2.0", "id": 1, "method": "get_validation_rules",'
         b' "params": {"document_type": "invoice", "\\ud800": 1}}'
     )
 
-    response = await client.post(
-        "/a2a",
-        content=body,
-        headers={
-            "Authorization": f"Bearer {_token(['admin'])}",
-            "Content-Type": "application/json",
-        },
-    )
+    reply = await dispatcher.dispatch(body, call_as("admin"))
 
-    assert response.status_code == 200
-    assert response.json()["error"]["code"] == -32602
+    assert reply.status == 200
+    assert error_of(reply)["code"] == -32602
+    # The app's response class must still be able to write the reply.
+    rendered = json.loads(bytes(MeshJSONResponse(reply.body).body))
+    assert rendered["error"]["code"] == -32602
