@@ -26,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from shared.auth.compact import MalformedToken, unverified_header
 from shared.errors import Unauthenticated
 
 PROOF_TYPE = "dpop+jwt"
@@ -192,8 +193,8 @@ class ProofVerifier:
 
 def _header(proof: str) -> dict[str, Any]:
     try:
-        header = jwt.get_unverified_header(proof)
-    except jwt.PyJWTError:
+        header = unverified_header(proof)
+    except MalformedToken:
         raise Unauthenticated("dpop_invalid_proof") from None
     if header.get("typ") != PROOF_TYPE:
         raise Unauthenticated("dpop_invalid_proof")

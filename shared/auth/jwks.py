@@ -45,6 +45,10 @@ class JwksCache:
     def loaded(self) -> bool:
         return bool(self._keys) and not self._expired()
 
+    def has(self, kid: str) -> bool:
+        """Whether ``kid`` is a usable key now, without fetching anything."""
+        return kid in self._keys and not self._expired()
+
     async def get(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
         if key is not None and not self._expired():

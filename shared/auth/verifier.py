@@ -2,15 +2,23 @@
 
 The header is read only to pick the key and to check the algorithm against
 the allow-list; claims are read only after the signature has been verified.
+
+Services reuse one token for many calls, so a verified token is remembered
+(by its exact text, until it expires) and the next request with it skips the
+signature check, as long as the key that signed it is still in the key set.
+Revocation is not cached here: the gate checks it on every request.
 """
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import jwt
 
+from shared.auth.compact import MalformedToken, unverified_header
 from shared.auth.jwks import JwksCache
 from shared.auth.principal import Principal
 from shared.errors import Unauthenticated
@@ -30,6 +38,9 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 # ``jti`` too: a token that cannot be named cannot be revoked.
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 _MAX_JTI_LENGTH = 256
+# Each caller holds one token per audience for minutes: a few thousand
+# entries cover a busy mesh, and the oldest go first.
+_REMEMBERED_TOKENS = 4096
 
 
 class TokenVerifier:
@@ -51,11 +62,33 @@ class TokenVerifier:
         self._algorithms = frozenset(algorithms)
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime_seconds
+        self._verified: OrderedDict[str, tuple[str, Principal]] = OrderedDict()
+
+    def _remembered(self, token: str) -> Principal | None:
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        kid, principal = entry
+        if time.time() >= principal.expires_at + self._leeway or not self._keys.has(
+            kid
+        ):
+            del self._verified[token]
+            return None
+        return principal
+
+    def _remember(self, token: str, kid: str, principal: Principal) -> None:
+        self._verified[token] = (kid, principal)
+        if len(self._verified) > _REMEMBERED_TOKENS:
+            self._verified.popitem(last=False)
 
     async def verify(self, token: str) -> Principal:
+        remembered = self._remembered(token)
+        if remembered is not None:
+            return remembered
+
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header = unverified_header(token)
+        except MalformedToken:
             raise Unauthenticated("malformed_token") from None
 
         algorithm = header.get("alg")
@@ -63,6 +96,8 @@ class TokenVerifier:
             raise Unauthenticated("algorithm_not_allowed")
 
         kid = header.get("kid")
+        if "kid" in header and not isinstance(kid, str):
+            raise Unauthenticated("malformed_token")
         if not isinstance(kid, str) or not kid:
             raise Unauthenticated("unknown_key")
 
@@ -78,6 +113,7 @@ class TokenVerifier:
         # issues minutes, so hours mean a misconfigured or forged issuer.
         if principal.expires_at - principal.issued_at > self._max_lifetime:
             raise Unauthenticated("lifetime_too_long")
+        self._remember(token, kid, principal)
         return principal
 
     def _decode(self, token: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
