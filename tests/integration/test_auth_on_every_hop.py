@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from services.launcher.mesh import LocalMesh
-from shared.tls import client_context
 from shared.auth.dpop import DpopKey
+from shared.tls import client_context
 from tests.helpers.mesh import client_token, post_rpc
 from tests.helpers.tokens import TokenForge
 
