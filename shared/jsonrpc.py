@@ -60,6 +60,8 @@ class Call:
 
     principal: Principal
     correlation_id: str | None
+    path: str = "/a2a"
+    client_address: str | None = None
 
 
 Handler = Callable[[P, Call], Awaitable[Any]]
@@ -158,6 +160,8 @@ class Dispatcher:
             "client_id": call.principal.client_id,
             "jti": jti_prefix(call.principal.jti),
             "method": known,
+            "path": call.path,
+            "client_address": call.client_address,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         }
         if error is None:
@@ -183,15 +187,21 @@ class Dispatcher:
 def _parse(body: bytes, max_depth: int) -> Any:
     try:
         request = json.loads(body)
-    except (ValueError, RecursionError):
-        # ValueError covers bad JSON, bad UTF-8 and integers too long to convert.
+    except ValueError:
+        # Bad JSON, bad UTF-8 and integers too long to convert.
         raise ParseError() from None
+    except RecursionError:
+        # Nested deeper than the parser goes: far past the limit.
+        raise _too_deep(max_depth) from None
     if _deeper_than(request, max_depth):
-        raise InvalidRequest(
-            f"JSON nested deeper than {max_depth} levels",
-            data={"reason": "too_deep"},
-        )
+        raise _too_deep(max_depth)
     return request
+
+
+def _too_deep(max_depth: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"JSON nested deeper than {max_depth} levels", data={"reason": "too_deep"}
+    )
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

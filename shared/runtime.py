@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,9 +29,12 @@ from shared.auth.verifier import TokenVerifier
 from shared.client import AgentClient
 from shared.database import Database, apply_migrations, connect, create_pool
 from shared.errors import DependencyUnavailable
+from shared.logging import log_event
 from shared.secrets import AwsEndpoint, SecretsManagerStore, SecretStore
 from shared.settings import ServiceSettings
 from shared.tls import client_context
+
+logger = logging.getLogger(__name__)
 
 # Used proofs are kept a minute or so; clearing them this often keeps the
 # table small without a query per request.
@@ -153,6 +157,7 @@ async def open_runtime(
 
 def _background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
     task = asyncio.ensure_future(work)
+    task.add_done_callback(_report_crash)
 
     async def stop() -> None:
         task.cancel()
@@ -160,6 +165,20 @@ def _background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
             await task
 
     stack.push_async_callback(stop)
+
+
+def _report_crash(task: asyncio.Future[object]) -> None:
+    # These loops run for the service's life; ending early is a fault to see.
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log_event(
+            logger,
+            "service.background_task_failed",
+            level=logging.CRITICAL,
+            exc_info=error,
+        )
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:

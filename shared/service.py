@@ -177,7 +177,9 @@ def _add_common_routes(
         body = await request.body()
         dispatcher: Dispatcher = request.app.state.dispatcher
         call = Call(
-            principal=principal_of(request), correlation_id=correlation_id.get()
+            principal=principal_of(request),
+            correlation_id=correlation_id.get(),
+            client_address=request.client.host if request.client else None,
         )
         reply = await dispatcher.dispatch(body, call)
         if reply.body is None:

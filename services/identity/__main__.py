@@ -20,6 +20,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # Keep-alive connections from the services would otherwise hold a
+        # SIGTERM for as long as they stay open.
+        timeout_graceful_shutdown=5,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
     )

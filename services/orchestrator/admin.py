@@ -60,6 +60,7 @@ def add_admin_routes(app: FastAPI) -> None:
             jti=jti_prefix(params.jti),
             reason=params.reason,
             path=request.url.path,
+            client_address=request.client.host if request.client else None,
         )
         return MeshJSONResponse(
             {
@@ -140,6 +141,7 @@ def _refuse(runtime: Runtime, request: Request, error: MeshError) -> MeshJSONRes
         principal=principal.subject,
         client_id=principal.client_id,
         path=request.url.path,
+        client_address=request.client.host if request.client else None,
     )
     status = error.http_status if error.http_status != 200 else 400
     return mesh_error_response(error, status)

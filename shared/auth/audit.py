@@ -107,7 +107,27 @@ class Audit:
                     dropped=self.dropped,
                 )
                 return
+            except Exception as exc:
+                # A row the database will never take must not stop the writer
+                # for the rows after it: this batch is dropped, and counted.
+                self.dropped += len(batch)
+                log_event(
+                    logger,
+                    "audit.write_failed",
+                    level=logging.ERROR,
+                    error=type(exc).__name__,
+                    dropped=self.dropped,
+                )
 
 
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)[:200]
+    """At most 200 printable characters: PostgreSQL text cannot hold a NUL,
+    and a caller chooses the path."""
+    if value is None:
+        return None
+    text = str(value)[:200]
+    return (
+        text
+        if text.isprintable()
+        else "".join(c if c.isprintable() else "\ufffd" for c in text)
+    )

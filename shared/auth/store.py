@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from shared.database import Database
@@ -144,7 +144,7 @@ class PostgresSecurityStore:
 
     async def statistics(self, since_seconds: int) -> dict[str, object]:
         """Security events of the last ``since_seconds``, summarised."""
-        window = f"{since_seconds} seconds"
+        window = timedelta(seconds=since_seconds)
         by_event = await self._database.fetch(
             "SELECT service, event, reason, count(*) AS n FROM security_events"
             " WHERE occurred_at > now() - $1::interval"

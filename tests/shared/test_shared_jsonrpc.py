@@ -141,7 +141,6 @@ async def test_dispatch_method_without_params_member_is_called(
         b"",
         b"\xff\xfe{}",
         b'{"jsonrpc": "2.0",}',
-        b"[" * 100_000,
         b'{"jsonrpc": "2.0", "id": ' + b"9" * 5000 + b', "method": "ping"}',
     ],
     ids=[
@@ -149,7 +148,6 @@ async def test_dispatch_method_without_params_member_is_called(
         "empty",
         "not-utf8",
         "trailing-comma",
-        "too-deep",
         "integer-too-long",
     ],
 )
@@ -161,6 +159,21 @@ async def test_dispatch_unparsable_body_returns_parse_error(
     assert reply.status == 400
     assert reply.body is not None and reply.body["id"] is None
     assert error_of(reply)["code"] == -32700
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000], ids=["open", "closed"]
+)
+async def test_dispatch_nesting_past_the_parser_is_too_deep_not_a_parse_error(
+    dispatcher: Dispatcher, recorder: Recorder, body: bytes
+) -> None:
+    # Deeper than Python's parser recurses: the caller learns why it failed.
+    reply = await dispatcher.dispatch(body, CALLER)
+
+    assert reply.status == 400
+    assert error_of(reply)["code"] == -32600
+    assert error_of(reply)["data"] == {"reason": "too_deep"}
     assert recorder.calls == []
 
 
