@@ -1,0 +1,99 @@
+"""The rate limit: 300 requests a minute per principal at the orchestrator;
+the 301st is 429 with ``Retry-After``, and other principals are unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from services.launcher.mesh import LocalMesh
+from tests.helpers.evidence import assert_nothing_ran, assert_refused, security_events
+from tests.helpers.raw import (
+    RawRequest,
+    bearer,
+    pipelined,
+    rpc_body,
+    send,
+    unique_key,
+)
+from tests.helpers.tokens import TokenForge
+
+pytestmark = pytest.mark.integration
+
+FRONT = "orchestrator"
+LIMIT = 300  # policy.toml: rate_limit.requests_per_minute
+ROLES = ["document-processor"]
+
+
+def _status_call(token: str) -> RawRequest:
+    return bearer(
+        FRONT, rpc_body("get_task_status", {"task_id": str(uuid.uuid4())}), token
+    )
+
+
+async def _use_up_the_minute(mesh: LocalMesh, token: str) -> None:
+    """``LIMIT`` requests at once, each admitted and run (no such task)."""
+    responses = await pipelined(
+        mesh, [_status_call(token) for _ in range(LIMIT)], connections=20
+    )
+    assert {r.status for r in responses} == {200}
+    assert {r.json()["error"]["code"] for r in responses} == {-32012}
+
+
+async def _refused_and_unaffected(
+    mesh: LocalMesh,
+    forge: TokenForge,
+    database: asyncpg.Connection,
+    token: str,
+    subject: str,
+) -> None:
+    """One more request of ``subject`` is 429 and runs nothing, while another
+    principal's request at the same moment runs."""
+    key = unique_key("rate-limited")
+    over = bearer(FRONT, rpc_body("process_document", {"s3_key": key}), token)
+    other = _status_call(forge.valid(FRONT, ROLES))
+
+    refused, unaffected = await asyncio.gather(send(mesh, over), send(mesh, other))
+
+    body = assert_refused(refused, status=429, code=-32003, reason="rate_limited")
+    retry_after = refused.headers["retry-after"]
+    assert retry_after.isdigit(), retry_after
+    assert 1 <= int(retry_after) <= 60
+    assert body["error"]["data"] == {
+        "reason": "rate_limited",
+        "retry_after": int(retry_after),
+    }
+    assert unaffected.status_code == 200
+    assert unaffected.json()["error"]["code"] == -32012
+    await assert_nothing_ran(mesh, database, FRONT, str(over.correlation_id), key=key)
+    rows = await security_events(database, str(over.correlation_id))
+    assert [(r["event"], r["reason"], r["principal"]) for r in rows] == [
+        ("rate_limit_exceeded", "rate_limited", subject)
+    ]
+
+
+async def test_301st_request_in_a_minute_is_429_and_others_are_unaffected(
+    mesh: LocalMesh, forge: TokenForge, database: asyncpg.Connection
+) -> None:
+    subject = f"sec-rate-{uuid.uuid4()}"
+    token = forge.valid(FRONT, ROLES, sub=subject)
+
+    await _use_up_the_minute(mesh, token)
+
+    await _refused_and_unaffected(mesh, forge, database, token, subject)
+
+
+async def test_fresh_token_of_a_limited_principal_is_still_429(
+    mesh: LocalMesh, forge: TokenForge, database: asyncpg.Connection
+) -> None:
+    """The window belongs to the subject, not the token: a new token (new
+    ``jti``) for the same subject does not reset it."""
+    subject = f"sec-rate-{uuid.uuid4()}"
+
+    await _use_up_the_minute(mesh, forge.valid(FRONT, ROLES, sub=subject))
+
+    fresh = forge.valid(FRONT, ROLES, sub=subject)
+    await _refused_and_unaffected(mesh, forge, database, fresh, subject)
