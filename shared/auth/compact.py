@@ -1,11 +1,12 @@
-"""The header of a compact JWS (``header.payload.signature``), read before the
-signature is checked, to pick the key and check the algorithm.
+"""Compact JWS (``header.payload.signature``) read quickly and strictly.
 
-PyJWT can do this too, but it parses the whole token in pure Python and then
-parses it again to verify; on every request of every hop that was a tenth of
-the security stack's cost. Decoding is strict (the base64url alphabet only,
-correct padding), and the verification that follows re-reads the header with
-PyJWT, so nothing read here is trusted on its own.
+``unverified_header`` reads the header before the signature is checked, to
+pick the key and check the algorithm. ``verified_claims`` checks a DPoP
+proof's signature with the key its header carries and returns the claims.
+PyJWT can do both, but it checks every character of every part in pure
+Python, twice; on each request of each hop that was a third of the cost of
+checking a proof. Decoding here is strict: the base64url alphabet only, no
+padding, three parts, a JSON object for header and claims.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import binascii
 import json
 from typing import Any
+
+import jwt
 
 
 class MalformedToken(ValueError):
@@ -41,3 +44,24 @@ def _decode(segment: str) -> bytes:
         raise binascii.Error("not base64url")
     padded = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
     return binascii.a2b_base64(padded, strict_mode=True)
+
+
+def verified_claims(token: str, key: jwt.PyJWK) -> dict[str, Any]:
+    """The claims of ``token`` if ``key`` (with its algorithm) signed it.
+
+    Only the signature is checked; every claim is the caller's to check.
+    """
+    header_part, _, rest = token.partition(".")
+    payload_part, _, signature_part = rest.partition(".")
+    try:
+        signature = _decode(signature_part)
+        claims = json.loads(_decode(payload_part))
+    except (binascii.Error, ValueError, RecursionError):
+        raise MalformedToken("not base64url JSON") from None
+
+    signing_input = f"{header_part}.{payload_part}".encode("ascii")
+    if not key.Algorithm.verify(signing_input, key.key, signature):
+        raise MalformedToken("bad signature")
+    if not isinstance(claims, dict):
+        raise MalformedToken("claims are not a JSON object")
+    return claims

@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from shared.auth.compact import MalformedToken, unverified_header
+from shared.auth.compact import MalformedToken, unverified_header, verified_claims
 from shared.errors import Unauthenticated
 
 PROOF_TYPE = "dpop+jwt"
@@ -37,6 +37,7 @@ _KEY_TYPE_OF_ALGORITHM = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA"}
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MAX_JTI_LENGTH = 128
+_REQUIRED_CLAIMS = frozenset({"jti", "htm", "htu", "iat"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -57,6 +58,7 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     return b64url_sha256(canonical.encode())
 
 
+@lru_cache(maxsize=256)
 def normalize_url(url: str) -> str:
     """``htu`` as compared: scheme and host lower-case, default port dropped,
     no query or fragment (RFC 9449, section 4.3)."""
@@ -155,6 +157,9 @@ class ProofVerifier:
             raise Unauthenticated("dpop_invalid_key")
         if jwk.get("kty") != _KEY_TYPE_OF_ALGORITHM[algorithm]:
             raise Unauthenticated("dpop_algorithm_not_allowed")
+        if algorithm == "ES256" and jwk.get("crv") != "P-256":
+            # ES256 is P-256 with SHA-256 (RFC 7518 3.4); no other curve.
+            raise Unauthenticated("dpop_invalid_key")
 
         try:
             thumbprint = jwk_thumbprint(jwk)
@@ -162,7 +167,7 @@ class ProofVerifier:
         except (ValueError, jwt.PyJWTError):
             raise Unauthenticated("dpop_invalid_key") from None
 
-        claims = _claims(proof, key, algorithm)
+        claims = _claims(proof, key)
         self._check_request(claims, method, url)
         self._check_time(claims)
         _check_hash(claims, "ath", access_token, "dpop_token_mismatch")
@@ -207,22 +212,15 @@ def _public_key(jwk_json: str, algorithm: str) -> jwt.PyJWK:
     return jwt.PyJWK(json.loads(jwk_json), algorithm)
 
 
-def _claims(proof: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
+def _claims(proof: str, key: jwt.PyJWK) -> dict[str, Any]:
+    # The header was read with unverified_header, so the proof has three
+    # well-formed parts; the key is of the header's allowed algorithm.
     try:
-        claims = jwt.decode(
-            proof,
-            key,
-            algorithms=[algorithm],
-            options={
-                "require": ["jti", "htm", "htu", "iat"],
-                "verify_aud": False,
-                "verify_iat": False,
-                "verify_exp": False,
-                "verify_nbf": False,
-            },
-        )
-    except jwt.PyJWTError:
+        claims = verified_claims(proof, key)
+    except MalformedToken:
         raise Unauthenticated("dpop_invalid_proof") from None
+    if not claims.keys() >= _REQUIRED_CLAIMS:
+        raise Unauthenticated("dpop_invalid_proof")
 
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH:

@@ -3,12 +3,16 @@ one, always as -32001 with a ``dpop_*`` reason."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 import shared.auth.dpop as dpop_module
@@ -394,6 +398,28 @@ def test_proof_signed_with_an_rsa_key_is_accepted(verifier: ProofVerifier) -> No
     )
 
     assert check(verifier, proof).thumbprint == jwk_thumbprint(jwk)
+
+
+def b64json(part: dict[str, Any]) -> str:
+    raw = json.dumps(part, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_es256_proof_with_a_key_on_another_curve_is_refused(
+    verifier: ProofVerifier,
+) -> None:
+    # ES256 means P-256; a P-384 key signing "ES256" is not what it claims.
+    private = ec.generate_private_key(ec.SECP384R1())
+    jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    # PyJWT will not make such a proof, so it is signed by hand.
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
+    signing_input = f"{b64json(header)}.{b64json(proof_claims())}"
+    der = private.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    raw = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    proof = f"{signing_input}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+
+    assert refusal(lambda: check(verifier, proof)) == "dpop_invalid_key"
 
 
 def test_proof_algorithms_can_be_narrowed() -> None:
