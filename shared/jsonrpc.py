@@ -30,7 +30,7 @@ from shared.errors import (
     MethodNotFound,
     ParseError,
 )
-from shared.logging import jti_prefix, log_event
+from shared.logging import log_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ P = TypeVar("P", bound=BaseModel)
 RequestId = str | int | None
 _ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 DEFAULT_MAX_DEPTH = 32
-_INPUT_ERRORS = (ParseError, InvalidRequest, InvalidParams, MethodNotFound)
 
 
 class Params(BaseModel):
@@ -154,34 +153,14 @@ class Dispatcher:
     def _record(
         self, call: Call, method: str | None, started: float, error: MeshError | None
     ) -> None:
-        known = method if method in self._methods else None
-        who: dict[str, Any] = {
-            "principal": call.principal.subject,
-            "client_id": call.principal.client_id,
-            "jti": jti_prefix(call.principal.jti),
-            "method": known,
-            "path": call.path,
-            "client_address": call.client_address,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        if error is None:
-            self._audit.record("method_executed", outcome="ok", persist=False, **who)
-        elif isinstance(error, Forbidden):
-            self._audit.record(
-                "authorization_failure", outcome="refused", reason=error.reason, **who
-            )
-        elif isinstance(error, _INPUT_ERRORS):
-            reason = type(error).__name__
-            self._audit.record("invalid_input", outcome="refused", reason=reason, **who)
-        else:
-            # The method ran and failed: a fact about the work, not an attack.
-            self._audit.record(
-                "method_executed",
-                outcome="error",
-                persist=False,
-                error_code=error.to_jsonrpc()["code"],
-                **who,
-            )
+        self._audit.outcome(
+            call.principal,
+            method=method if method in self._methods else None,
+            path=call.path,
+            client_address=call.client_address,
+            started=started,
+            error=error,
+        )
 
 
 def _parse(body: bytes, max_depth: int) -> Any:

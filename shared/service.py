@@ -92,6 +92,8 @@ def create_service_app(
             )
             app.state.checks = {
                 "identity-provider": _keys_check(runtime),
+                # Every service needs it: it holds the replay records.
+                "database": lambda: runtime.database.fetchval("SELECT 1"),
                 **parts.checks,
             }
             app.state.service = parts.state
@@ -107,6 +109,8 @@ def create_service_app(
         default_response_class=MeshJSONResponse,
         docs_url=None,
         redoc_url=None,
+        # The agent card describes the methods; the admin routes need no map.
+        openapi_url=None,
     )
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(

@@ -106,7 +106,6 @@ def create_app(
         database = runtime.database
         return ServiceParts(
             methods=Archivist(DocumentRepository(database)).methods(),
-            checks={"database": lambda: database.fetchval("SELECT 1")},
         )
 
     return create_service_app(

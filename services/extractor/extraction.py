@@ -111,7 +111,7 @@ def extract(
     if _is_pdf(data):
         content = _read_pdf(data, max_pdf_pages)
     else:
-        content = _read_text_like(data, declared)
+        content = _read_text_like(data, declared, max_table_rows)
 
     if declared and _family(declared) != _family(content.format):
         content.warnings.append(
@@ -160,13 +160,12 @@ def _bound(content: _Content, max_chars: int, max_rows: int) -> None:
     content.pages = kept
 
     for index, table in enumerate(content.tables):
-        if len(table.rows) > max_rows:
+        rows = table.rows[:max_rows]
+        if table.row_count > len(rows):
             content.warnings.append(
-                f"Only the first {max_rows} of {len(table.rows)} rows were kept"
+                f"Only the first {len(rows)} of {table.row_count} rows were kept"
             )
-            content.tables[index] = table.model_copy(
-                update={"rows": table.rows[:max_rows]}
-            )
+        content.tables[index] = table.model_copy(update={"rows": rows})
 
 
 def declared_format(s3_key: str, content_type: str | None) -> DocumentFormat | None:
@@ -201,7 +200,9 @@ def _read_pdf(data: bytes, max_pages: int) -> _Content:
     )
 
 
-def _read_text_like(data: bytes, declared: DocumentFormat | None) -> _Content:
+def _read_text_like(
+    data: bytes, declared: DocumentFormat | None, max_rows: int
+) -> _Content:
     if declared == "pdf":
         raise DocumentRejected(
             "unreadable_pdf", "The document is declared as a PDF but has no PDF header"
@@ -228,15 +229,19 @@ def _read_text_like(data: bytes, declared: DocumentFormat | None) -> _Content:
     if decoded.encoding not in _UTF8:
         warnings.append(f"The text is not UTF-8; it was read as {decoded.encoding}")
     if declared in ("csv", "tsv") or (declared is None and looks_tabular(text)):
-        return _read_table(text, decoded.encoding, declared, warnings)
+        return _read_table(text, decoded.encoding, declared, warnings, max_rows)
     return _read_plain(text, warnings)
 
 
 def _read_table(
-    text: str, encoding: str, declared: DocumentFormat | None, warnings: list[str]
+    text: str,
+    encoding: str,
+    declared: DocumentFormat | None,
+    warnings: list[str],
+    max_rows: int,
 ) -> _Content:
     hint = "\t" if declared == "tsv" else None
-    table = read_table(text, encoding=encoding, delimiter_hint=hint)
+    table = read_table(text, encoding=encoding, delimiter_hint=hint, max_rows=max_rows)
     return _Content(
         format="tsv" if table.delimiter == "\t" else "csv",
         text=render_table(table),

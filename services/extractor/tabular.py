@@ -4,6 +4,10 @@ The delimiter is chosen by parsing a sample with each candidate and keeping
 the one that gives the most rows of one consistent width; the csv module does
 the parsing, so quoted fields may hold delimiters, quotes and line breaks.
 Rows of the wrong width are kept as read and listed in ``Table.problems``.
+
+Size is bounded before anything is parsed: a delimiter that would give a
+line more than ``MAX_COLUMNS`` cells is not a candidate (20 MiB of commas
+is not a table), and rows past ``max_rows`` are counted but not kept.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from shared.documents import Table
+from shared.errors import DocumentRejected
 
 DELIMITERS: Final = (",", ";", "\t", "|")
 _SAMPLE_RECORDS: Final = 50
@@ -22,6 +27,7 @@ _SAMPLE_RECORDS: Final = 50
 _MIN_TABULAR_SHARE: Final = 0.9
 _MIN_TABULAR_RECORDS: Final = 2
 _MAX_PROBLEMS: Final = 50
+MAX_COLUMNS: Final = 1000
 
 
 def detect_delimiter(text: str, hint: str | None = None) -> str:
@@ -32,7 +38,7 @@ def detect_delimiter(text: str, hint: str | None = None) -> str:
     """
     best: tuple[float, bool, int] | None = None
     chosen = hint or ","
-    for delimiter in DELIMITERS:
+    for delimiter in _bounded(text):
         share, width = _regularity(text, delimiter)
         if width < 2:
             continue
@@ -44,7 +50,7 @@ def detect_delimiter(text: str, hint: str | None = None) -> str:
 
 def looks_tabular(text: str) -> bool:
     """Whether text with no declared type reads as a delimited table."""
-    for delimiter in DELIMITERS:
+    for delimiter in _bounded(text):
         records = [r for r in _sample(text, delimiter) if r]
         if len(records) < _MIN_TABULAR_RECORDS:
             continue
@@ -54,28 +60,45 @@ def looks_tabular(text: str) -> bool:
     return False
 
 
-def read_table(text: str, *, encoding: str, delimiter_hint: str | None = None) -> Table:
-    """Parse delimited text into a header and rows, noting what was wrong."""
+def read_table(
+    text: str,
+    *,
+    encoding: str,
+    delimiter_hint: str | None = None,
+    max_rows: int | None = None,
+) -> Table:
+    """Parse delimited text into a header and rows, noting what was wrong.
+
+    Only the first ``max_rows`` rows are kept; ``row_count`` counts them all.
+    """
     delimiter = detect_delimiter(text, delimiter_hint)
+    if _widest_line(text, delimiter) > MAX_COLUMNS:
+        raise DocumentRejected(
+            "too_large",
+            f"A line of the table has more than {MAX_COLUMNS} cells; "
+            f"tables of up to {MAX_COLUMNS} columns are read",
+        )
     header: list[str] | None = None
     rows: list[list[str]] = []
     problems: list[str] = []
     ragged = 0
+    counted = 0
 
     for number, record in _records(text, delimiter, problems):
         if not record:
             continue
-        cells = [_normalise_cell(cell) for cell in record]
         if header is None:
-            header = [cell.strip() for cell in cells]
+            header = [_normalise_cell(cell).strip() for cell in record]
             continue
 
-        rows.append(cells)
+        counted += 1
+        if max_rows is None or len(rows) < max_rows:
+            rows.append([_normalise_cell(cell) for cell in record])
         # Blank rows are reported by the validator, whatever their width.
-        if len(cells) != len(header) and any(cell.strip() for cell in cells):
+        if len(record) != len(header) and any(cell.strip() for cell in record):
             ragged += 1
             if ragged <= _MAX_PROBLEMS:
-                problems.append(_ragged(number, len(cells), len(header)))
+                problems.append(_ragged(number, len(record), len(header)))
 
     if ragged > _MAX_PROBLEMS:
         problems.append(
@@ -87,7 +110,7 @@ def read_table(text: str, *, encoding: str, delimiter_hint: str | None = None) -
         delimiter=delimiter,
         header=header,
         rows=rows,
-        row_count=len(rows),
+        row_count=counted,
         column_count=len(header),
         problems=problems,
     )
@@ -116,6 +139,17 @@ def _records(
             problems.append(f"row {number} could not be read ({exc}); reading stopped")
             return
         yield number, record
+
+
+def _bounded(text: str) -> list[str]:
+    """The delimiters that give no line more than ``MAX_COLUMNS`` cells."""
+    return [d for d in DELIMITERS if _widest_line(text, d) <= MAX_COLUMNS]
+
+
+def _widest_line(text: str, delimiter: str) -> int:
+    # Counted on physical lines: a quoted cell holding many delimiters may
+    # overcount, which only errs towards refusing a pathological line.
+    return max((line.count(delimiter) for line in text.splitlines()), default=0) + 1
 
 
 def _sample(text: str, delimiter: str) -> list[list[str]]:

@@ -17,9 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
-from shared.errors import Forbidden, InvalidParams, MeshError, ParseError
+from shared.errors import (
+    DependencyUnavailable,
+    Forbidden,
+    InvalidParams,
+    MeshError,
+    ParseError,
+)
 from shared.jsonrpc import Params
 from shared.logging import jti_prefix
 from shared.runtime import Runtime
@@ -31,8 +37,17 @@ _TEXT = r"^[\x21-\x7e]+$"
 
 
 class RevokeParams(Params):
-    jti: str = Field(min_length=1, max_length=128, pattern=_TEXT)
+    jti: str = Field(min_length=1, max_length=256, pattern=_TEXT)
     reason: str = Field(min_length=1, max_length=200)
+
+    @field_validator("reason")
+    @classmethod
+    def _readable(cls, reason: str) -> str:
+        # Stored and shown to other admins: no control characters, no NUL,
+        # no lone surrogates (none of them is printable).
+        if not reason.isprintable():
+            raise ValueError("must be printable text")
+        return reason
 
 
 def add_admin_routes(app: FastAPI) -> None:
@@ -47,12 +62,16 @@ def add_admin_routes(app: FastAPI) -> None:
 
         expires_at = time.time() + runtime.policy.tokens.max_lifetime_seconds
         expires_at += runtime.policy.tokens.leeway_seconds
-        created = await runtime.security.revoke(
-            params.jti,
-            reason=params.reason,
-            revoked_by=admin,
-            expires_at=expires_at,
-        )
+        try:
+            created = await runtime.security.revoke(
+                params.jti,
+                reason=params.reason,
+                revoked_by=admin,
+                expires_at=expires_at,
+            )
+        except DependencyUnavailable as error:
+            # Not stored: the admin must know, and may simply try again.
+            return mesh_error_response(error, 503)
         runtime.gate.audit.record(
             "token_revoked",
             outcome="revoked",
@@ -79,7 +98,10 @@ def add_admin_routes(app: FastAPI) -> None:
             limit = _int_query(request, "limit", 100, 1, 1000)
         except MeshError as error:
             return _refuse(runtime, request, error)
-        tokens = await runtime.security.revoked_tokens(limit)
+        try:
+            tokens = await runtime.security.revoked_tokens(limit)
+        except DependencyUnavailable as error:
+            return mesh_error_response(error, 503)
         return MeshJSONResponse({"revoked_tokens": tokens, "count": len(tokens)})
 
     @app.get("/admin/security-stats")
@@ -93,7 +115,10 @@ def add_admin_routes(app: FastAPI) -> None:
         # Rows still queued on this replica are not counted yet: written
         # first, the answer includes everything refused until now.
         await runtime.gate.audit.flush()
-        stats: dict[str, Any] = await runtime.security.statistics(window)
+        try:
+            stats: dict[str, Any] = await runtime.security.statistics(window)
+        except DependencyUnavailable as error:
+            return mesh_error_response(error, 503)
         return MeshJSONResponse(stats)
 
 

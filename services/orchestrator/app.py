@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import AsyncExitStack
 
 from fastapi import FastAPI, Request
@@ -71,10 +72,7 @@ def create_app(
         orchestrator = Orchestrator(tasks, runner, storage, agents, runtime.http)
         return ServiceParts(
             methods=orchestrator.methods(),
-            checks={
-                "database": lambda: database.fetchval("SELECT 1"),
-                "s3": storage.check,
-            },
+            checks={"s3": storage.check},
             state=orchestrator,
         )
 
@@ -96,15 +94,29 @@ def create_app(
     async def upload_document(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
         orchestrator: Orchestrator = request.app.state.service
+        principal = principal_of(request)
+        started = time.perf_counter()
+        error: MeshError | None = None
         try:
-            if not runtime.policy.roles.allows(principal_of(request).roles, "upload"):
+            if not runtime.policy.roles.allows(principal.roles, "upload"):
                 raise Forbidden("missing_role", "Not allowed to upload documents")
             task = await orchestrator.upload(
                 request,
                 max_bytes=policy.limits.max_upload_bytes,
                 prefix=settings.upload_prefix,
             )
-        except MeshError as error:
+        except MeshError as refusal:
+            error = refusal
+
+        runtime.gate.audit.outcome(
+            principal,
+            method="upload",
+            path=request.url.path,
+            client_address=request.client.host if request.client else None,
+            started=started,
+            error=error,
+        )
+        if error is not None:
             status = _UPLOAD_STATUS.get(type(error), error.http_status)
             return mesh_error_response(error, status)
         return MeshJSONResponse(task, status_code=202)

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
+from shared.auth.principal import Principal
 from shared.auth.store import SecurityEvent, SecurityStore
-from shared.errors import DependencyUnavailable
-from shared.logging import correlation_id, log_event
+from shared.errors import (
+    DependencyUnavailable,
+    Forbidden,
+    InvalidParams,
+    InvalidRequest,
+    MeshError,
+    MethodNotFound,
+    ParseError,
+    PayloadTooLarge,
+)
+from shared.logging import correlation_id, jti_prefix, log_event
 
 logger = logging.getLogger("shared.audit")
 
@@ -30,6 +41,14 @@ REFUSALS = frozenset(
         "token_revoked",
         "invalid_input",
     }
+)
+# What the caller sent was wrong: refused input, worth an administrator's look.
+_INPUT_ERRORS = (
+    ParseError,
+    InvalidRequest,
+    InvalidParams,
+    MethodNotFound,
+    PayloadTooLarge,
 )
 _FLUSH_SECONDS = 0.5
 _MAX_PENDING = 10_000
@@ -74,6 +93,50 @@ class Audit:
                 correlation_id=correlation_id.get(),
             )
         )
+
+    def outcome(
+        self,
+        principal: Principal,
+        *,
+        method: str | None,
+        path: str,
+        client_address: str | None,
+        started: float,
+        error: MeshError | None,
+    ) -> None:
+        """Record how an admitted request ended: ``method_executed`` (logged
+        only), or the refusal of its role or input (also kept)."""
+        fields: dict[str, Any] = {
+            "principal": principal.subject,
+            "client_id": principal.client_id,
+            "jti": jti_prefix(principal.jti),
+            "method": method,
+            "path": path,
+            "client_address": client_address,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if error is None:
+            self.record("method_executed", outcome="ok", persist=False, **fields)
+        elif isinstance(error, Forbidden):
+            self.record(
+                "authorization_failure",
+                outcome="refused",
+                reason=error.reason,
+                **fields,
+            )
+        elif isinstance(error, _INPUT_ERRORS):
+            reason = type(error).__name__
+            self.record("invalid_input", outcome="refused", reason=reason, **fields)
+        else:
+            # The method ran and failed: a fact about the work, not an attack.
+            code = error.to_jsonrpc()["code"]
+            self.record(
+                "method_executed",
+                outcome="error",
+                persist=False,
+                error_code=code,
+                **fields,
+            )
 
     async def run(self) -> None:
         """Write pending rows until cancelled; the last ones on the way out."""

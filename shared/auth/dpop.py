@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ BODY_CLAIM = "body_sha256"
 _KEY_TYPE_OF_ALGORITHM = {"ES256": "EC", "RS256": "RSA", "PS256": "RSA"}
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_MAX_JTI_LENGTH = 128
+_JTI = re.compile(r"[\x21-\x7e]{1,128}")
 _REQUIRED_CLAIMS = frozenset({"jti", "htm", "htu", "iat"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -118,6 +119,8 @@ class VerifiedProof:
     jti: str
     issued_at: int
     thumbprint: str
+    body_hash: str | None = None
+    """The proof's ``body_sha256``, for ``check_body`` once the body is read."""
 
 
 class ProofVerifier:
@@ -172,7 +175,18 @@ class ProofVerifier:
         self._check_time(claims)
         _check_hash(claims, "ath", access_token, "dpop_token_mismatch")
         _check_hash(claims, BODY_CLAIM, body, "dpop_body_mismatch")
-        return VerifiedProof(claims["jti"], claims["iat"], thumbprint)
+        body_hash = claims.get(BODY_CLAIM)
+        return VerifiedProof(
+            claims["jti"],
+            claims["iat"],
+            thumbprint,
+            body_hash if isinstance(body_hash, str) else None,
+        )
+
+    def check_body(self, proof: VerifiedProof, body: bytes) -> None:
+        """The body that arrived is the one the proof was made for."""
+        if proof.body_hash != b64url_sha256(body):
+            raise Unauthenticated("dpop_body_mismatch")
 
     def expiry_of(self, proof: VerifiedProof) -> float:
         """When a proof's ``jti`` can be forgotten: it would be stale by then."""
@@ -222,8 +236,10 @@ def _claims(proof: str, key: jwt.PyJWK) -> dict[str, Any]:
     if not claims.keys() >= _REQUIRED_CLAIMS:
         raise Unauthenticated("dpop_invalid_proof")
 
+    # Printable ASCII: the jti is stored and logged, and PostgreSQL text
+    # takes no NUL.
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH:
+    if not isinstance(jti, str) or not _JTI.fullmatch(jti):
         raise Unauthenticated("dpop_invalid_proof")
     return claims
 

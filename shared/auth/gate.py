@@ -64,11 +64,12 @@ class Arrival:
 
 @dataclass(frozen=True)
 class Caller:
-    """A request whose token held, waiting for its body to be checked."""
+    """A request whose token (and proof) held, waiting for its body."""
 
     principal: Principal
     credentials: Credentials
     arrival: Arrival
+    proof: VerifiedProof | None = None
 
 
 class SecurityGate:
@@ -102,10 +103,12 @@ class SecurityGate:
         return await self.confirm(caller, arrival.body)
 
     async def identify(self, arrival: Arrival) -> Caller:
-        """The checks that need no body: credentials, token, caller, revocation.
+        """The checks that need no body: credentials, token, caller,
+        revocation and the DPoP proof but for its body hash.
 
-        The middleware runs these before it reads the body, so a stranger
-        cannot make a service hold a large body just by sending one.
+        The middleware runs these before it reads the body, so neither a
+        stranger nor the thief of a token without its key can make a service
+        hold a large body.
         """
         principal: Principal | None = None
         try:
@@ -117,17 +120,16 @@ class SecurityGate:
                 )
             if self._revocations.is_revoked(principal.jti):
                 raise TokenRevoked("token_revoked", "Token has been revoked")
+            proof = self._check_binding(principal, credentials, arrival)
         except AuthError as refusal:
             self._record(refusal, arrival, principal)
             raise
-        return Caller(principal, credentials, arrival)
+        return Caller(principal, credentials, arrival, proof)
 
     async def confirm(self, caller: Caller, body: bytes) -> Principal:
         """The checks on the request itself: DPoP, rate limit, single use."""
         try:
-            await self._check(
-                caller.principal, caller.credentials, caller.arrival, body
-            )
+            await self._check(caller, body)
         except AuthError as refusal:
             self._record(refusal, caller.arrival, caller.principal)
             raise
@@ -147,14 +149,10 @@ class SecurityGate:
             client_address=arrival.client_address,
         )
 
-    async def _check(
-        self,
-        principal: Principal,
-        credentials: Credentials,
-        arrival: Arrival,
-        body: bytes,
-    ) -> None:
-        proof = self._check_binding(principal, credentials, arrival, body)
+    async def _check(self, caller: Caller, body: bytes) -> None:
+        principal, proof = caller.principal, caller.proof
+        if proof is not None:
+            self._proofs.check_body(proof, body)
 
         limit = self._policy.rate_limit.limit_for(principal.roles)
         self._limiter.admit(principal.subject, limit)
@@ -170,11 +168,7 @@ class SecurityGate:
                 raise
 
     def _check_binding(
-        self,
-        principal: Principal,
-        credentials: Credentials,
-        arrival: Arrival,
-        body: bytes,
+        self, principal: Principal, credentials: Credentials, arrival: Arrival
     ) -> VerifiedProof | None:
         if principal.key_thumbprint is None:
             if credentials.scheme == "dpop":
@@ -193,7 +187,6 @@ class SecurityGate:
             method=arrival.method,
             url=arrival.url,
             access_token=credentials.token,
-            body=body,
         )
         if proof.thumbprint != principal.key_thumbprint:
             raise Unauthenticated("dpop_key_mismatch")

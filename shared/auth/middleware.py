@@ -9,6 +9,7 @@ with ``Retry-After``). An accepted one carries its ``Principal`` in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -21,6 +22,7 @@ from shared.auth.gate import Arrival, SecurityGate
 from shared.errors import (
     AuthError,
     DependencyUnavailable,
+    InvalidRequest,
     MeshError,
     PayloadTooLarge,
     RateLimited,
@@ -80,9 +82,11 @@ class AuthMiddleware:
         gate: SecurityGate | None = None,
         base_url: str | None = None,
         realm: str = "a2a-mesh",
+        body_timeout_seconds: float = 60.0,
     ) -> None:
         self.app = app
         self._limits = dict(body_limits)
+        self._body_timeout = body_timeout_seconds
         self._gate = gate
         self._base_url = base_url
         self._realm = realm
@@ -108,8 +112,23 @@ class AuthMiddleware:
         )
         try:
             caller = await gate.identify(arrival)
-            body = await _read_body(scope, receive, limit)
+            # A body trickled in a byte at a time would hold a worker forever.
+            async with asyncio.timeout(self._body_timeout):
+                body = await _read_body(scope, receive, limit)
             principal = await gate.confirm(caller, body)
+        except TimeoutError:
+            gate.audit.record(
+                "invalid_input",
+                outcome="refused",
+                reason="body_timeout",
+                path=scope["path"],
+                client_address=_client_address(scope),
+            )
+            slow = InvalidRequest(
+                "Request body not received in time", data={"reason": "body_timeout"}
+            )
+            await _send_error(send, slow, [(b"connection", b"close")], status=408)
+            return
         except PayloadTooLarge as refusal:
             gate.audit.record(
                 "invalid_input",

@@ -205,6 +205,14 @@ ATTACKS: dict[str, tuple[Callable[[Scene], RawRequest], str]] = {
         lambda s: s.request(s.proof(jti=None)),
         "dpop_invalid_proof",
     ),
+    "proof whose jti holds a NUL": (
+        lambda s: s.request(s.proof(jti="ab\x00cd")),
+        "dpop_invalid_proof",
+    ),
+    "proof whose jti holds a lone surrogate": (
+        lambda s: s.request(s.proof(jti="ab\ud800cd")),
+        "dpop_invalid_proof",
+    ),
     "proof with iat as a string": (
         lambda s: s.request(s.proof(iat=str(int(time.time())))),
         "dpop_invalid_proof",

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.launcher.mesh import BUCKET, LocalMesh
-from tests.helpers.evidence import assert_nothing_ran, assert_refused
+from tests.helpers.evidence import assert_nothing_ran, assert_refused, security_events
 from tests.helpers.raw import (
     RawRequest,
     bearer,
@@ -352,3 +352,56 @@ async def test_upload_with_two_files_is_refused_and_not_stored(
     )
     assert tasks == 0
     assert await asyncio.to_thread(_s3_keys_naming, mesh, marker) == []
+
+
+# roles, file suffix, size, declared type; the audit event and its reason
+REFUSED_UPLOADS: dict[str, tuple[list[str], str, int, str, str, str]] = {
+    "a viewer uploading": (
+        ["viewer"],
+        ".txt",
+        64,
+        TXT,
+        "authorization_failure",
+        "missing_role",
+    ),
+    "a .txt declared application/pdf": (
+        ROLES,
+        ".txt",
+        64,
+        PDF,
+        "invalid_input",
+        "InvalidParams",
+    ),
+    "a file over 25 MiB": (
+        ROLES,
+        ".txt",
+        MAX_UPLOAD + (1 << 20),
+        TXT,
+        "invalid_input",
+        "too_large",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UPLOADS))
+async def test_refused_upload_is_kept_as_a_security_event(
+    mesh: LocalMesh, forge: TokenForge, database: asyncpg.Connection, case: str
+) -> None:
+    roles, suffix, size, declared, event, reason = REFUSED_UPLOADS[case]
+    cid = new_correlation_id()
+
+    async with http_client(mesh) as http:
+        response = await http.post(
+            f"{mesh.url(FRONT)}/documents",
+            files={"file": (f"upload{suffix}", b"a" * size, declared)},
+            headers={
+                "Authorization": f"Bearer {forge.valid(FRONT, roles)}",
+                "X-Correlation-ID": cid,
+            },
+        )
+
+    assert response.status_code in (400, 403, 413)
+    rows = await security_events(database, cid)
+    assert [(r["event"], r["reason"], r["path"]) for r in rows] == [
+        (event, reason, "/documents")
+    ]

@@ -223,7 +223,10 @@ BAD_BODIES: dict[str, tuple[Any, int, int]] = {
     "reason a list": ({"reason": ["r"]}, 400, -32602),
     "no reason": ({}, 400, -32602),
     "jti with a space": ({"jti": "a b", "reason": "r"}, 400, -32602),
-    "jti of 129 characters": ({"jti": "j" * 129, "reason": "r"}, 400, -32602),
+    # As long as the longest jti a token may carry (256), and no longer.
+    "jti of 257 characters": ({"jti": "j" * 257, "reason": "r"}, 400, -32602),
+    "reason with a NUL": ({"jti": "j", "reason": "a\u0000b"}, 400, -32602),
+    "reason with a lone surrogate": ({"jti": "j", "reason": "a\ud800"}, 400, -32602),
     "jti empty": ({"jti": "", "reason": "r"}, 400, -32602),
     "a JSON list": ([{"reason": "r"}], 400, -32602),
     "malformed JSON": (b'{"jti": "', 400, -32700),

@@ -122,7 +122,31 @@ def good_proof(**options: Any) -> str:
 def test_proof_for_the_request_is_accepted(verifier: ProofVerifier) -> None:
     proof = good_proof(jti="proof-42")
 
-    assert check(verifier, proof) == VerifiedProof("proof-42", NOW, KEY.thumbprint)
+    assert check(verifier, proof) == VerifiedProof(
+        "proof-42", NOW, KEY.thumbprint, b64url_sha256(BODY)
+    )
+
+
+def test_body_is_checked_apart_once_it_has_been_read(
+    verifier: ProofVerifier,
+) -> None:
+    # The gate checks the proof before reading the body, then the body.
+    proof = verifier.verify(good_proof(), method="POST", url=URL, access_token=TOKEN)
+
+    verifier.check_body(proof, BODY)
+    assert refusal(lambda: verifier.check_body(proof, BODY + b" ")) == (
+        "dpop_body_mismatch"
+    )
+
+
+@pytest.mark.parametrize("jti", ["a\x00b", "a\ud800b", "a b", "é"])
+def test_proof_jti_that_is_not_printable_ascii_is_invalid(
+    verifier: ProofVerifier, jti: str
+) -> None:
+    # It is stored and logged: PostgreSQL text takes no NUL or lone surrogate.
+    assert refusal(lambda: check(verifier, good_proof(jti=jti))) == (
+        "dpop_invalid_proof"
+    )
 
 
 def test_proof_for_another_method_is_refused(verifier: ProofVerifier) -> None:

@@ -3,6 +3,7 @@ with the real security gate over an in-memory store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 from shared.auth.dpop import DpopKey
 from shared.auth.gate import SecurityGate
@@ -493,6 +494,23 @@ async def test_auth_big_body_without_a_token_is_refused_before_it_is_read(
     ]
 
 
+async def test_auth_stolen_bound_token_without_proof_is_refused_before_the_body(
+    app: Starlette, rsa_signing_key: SigningKey, dpop_key: DpopKey
+) -> None:
+    # The thief lacks the key: nothing of a large body is read for him.
+    token = sign(rsa_signing_key, bound_claims(dpop_key))
+
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/a2a",
+            content=b"x" * (BODY_LIMIT + 1),
+            headers={"Authorization": f"DPoP {token}"},
+        )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["data"] == {"reason": "dpop_proof_missing"}
+
+
 async def test_auth_body_over_the_limit_is_refused_with_413(
     app: Starlette, gate: SecurityGate, store: MemoryStore, rsa_signing_key: SigningKey
 ) -> None:
@@ -572,3 +590,47 @@ async def test_auth_database_outage_during_the_replay_check_is_32013(
         "data": {"dependency": "database"},
     }
     assert "body" not in response.json()
+
+
+async def test_auth_body_trickling_past_the_deadline_is_refused_with_408(
+    gate: SecurityGate, store: MemoryStore, rsa_signing_key: SigningKey
+) -> None:
+    reached: list[bytes] = []
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(b"route")
+
+    app = AuthMiddleware(
+        route,
+        body_limits={"/a2a": BODY_LIMIT},
+        gate=gate,
+        base_url=BASE_URL,
+        body_timeout_seconds=0.2,
+    )
+    token = sign(rsa_signing_key).encode()
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/a2a",
+        "headers": [(b"authorization", b"Bearer " + token)],
+        "client": ("127.0.0.1", 50000),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        # One byte now and then, never the end of the body.
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    await gate.audit.flush()
+
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["error"]["data"] == {"reason": "body_timeout"}
+    assert reached == []
+    assert [(e.event, e.reason) for e in store.events] == [
+        ("invalid_input", "body_timeout")
+    ]
