@@ -142,7 +142,13 @@ def _all_running(mesh: LocalMesh) -> bool:
 def _write_credentials(mesh: LocalMesh) -> Path:
     """The caller clients' secrets, in a file only this user can read."""
     path = mesh.work_dir / "credentials.env"
-    callers = ("document-processor", "viewer", "lambda-trigger", "mesh-admin")
+    callers = (
+        "document-processor",
+        "viewer",
+        "lambda-trigger",
+        "mesh-admin",
+        "no-roles",
+    )
     lines = [
         f"{client.upper().replace('-', '_')}_SECRET={mesh.client_secrets[client]}"
         for client in callers
