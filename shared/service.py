@@ -94,6 +94,7 @@ def create_service_app(
                 "identity-provider": _keys_check(runtime),
                 # Every service needs it: it holds the replay records.
                 "database": lambda: runtime.database.fetchval("SELECT 1"),
+                "revocations": _revocations_check(runtime),
                 **parts.checks,
             }
             app.state.service = parts.state
@@ -212,6 +213,16 @@ async def _run_check(check: Check) -> str:
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"
+
+
+def _revocations_check(runtime: Runtime) -> Check:
+    async def check() -> None:
+        # Without its LISTEN connection a replica may learn of a revocation
+        # late (it re-reads the table every second meanwhile): not ready.
+        if not runtime.revocations.listening:
+            raise ConnectionError("not listening for revocations")
+
+    return check
 
 
 def _keys_check(runtime: Runtime) -> Check:

@@ -2,10 +2,11 @@
 
 In order: credentials read from exactly one ``Authorization`` header, the
 token verified, the calling client checked against the service's callers,
-revocation, the DPoP proof (sender constraint, method, URL, freshness, body),
-the rate limit, and last the proof's single use, so that a refused request
-spends no shared state. Every refusal is recorded in the audit trail with
-the reason, and raised as the ``AuthError`` the caller will see.
+revocation, the DPoP proof (sender constraint, method, URL, freshness); then,
+once the body has been read, the proof's body hash, the rate limit, and last
+the proof's single use, so that a refused request spends no shared state.
+Every refusal is recorded in the audit trail with the reason, and raised as
+the ``AuthError`` the caller will see.
 """
 
 from __future__ import annotations
