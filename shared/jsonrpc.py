@@ -39,6 +39,8 @@ P = TypeVar("P", bound=BaseModel)
 RequestId = str | int | None
 _ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 DEFAULT_MAX_DEPTH = 32
+# Echoed in every reply: an id is a handle, not a payload.
+_MAX_ID_LENGTH = 256
 
 
 class Params(BaseModel):
@@ -212,6 +214,8 @@ def _envelope(request: Any) -> RequestId:
         isinstance(request_id, bool) or not isinstance(request_id, str | int)
     ):
         raise InvalidRequest("'id' must be a string, a number or null")
+    if isinstance(request_id, str) and len(request_id) > _MAX_ID_LENGTH:
+        raise InvalidRequest(f"'id' must be at most {_MAX_ID_LENGTH} characters")
     if request.get("jsonrpc") != "2.0":
         raise InvalidRequest("'jsonrpc' must be \"2.0\"")
     if not isinstance(request.get("method"), str):

@@ -112,6 +112,8 @@ def create_service_app(
         redoc_url=None,
         # The agent card describes the methods; the admin routes need no map.
         openapi_url=None,
+        # A redirect would be built from the Host header a caller chose.
+        redirect_slashes=False,
     )
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(

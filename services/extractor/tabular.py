@@ -7,7 +7,8 @@ Rows of the wrong width are kept as read and listed in ``Table.problems``.
 
 Size is bounded before anything is parsed: a delimiter that would give a
 line more than ``MAX_COLUMNS`` cells is not a candidate (20 MiB of commas
-is not a table), and rows past ``max_rows`` are counted but not kept.
+is not a table), and rows past ``max_rows`` or ``MAX_CELLS`` are counted but
+not kept.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _MIN_TABULAR_SHARE: Final = 0.9
 _MIN_TABULAR_RECORDS: Final = 2
 _MAX_PROBLEMS: Final = 50
 MAX_COLUMNS: Final = 1000
+# Rows are kept until their cells reach this many: 1,000 columns by 10,000
+# rows took a gigabyte to hold and was then too large to pass on anyway.
+MAX_CELLS: Final = 500_000
 
 
 def detect_delimiter(text: str, hint: str | None = None) -> str:
@@ -69,7 +73,8 @@ def read_table(
 ) -> Table:
     """Parse delimited text into a header and rows, noting what was wrong.
 
-    Only the first ``max_rows`` rows are kept; ``row_count`` counts them all.
+    Only the first ``max_rows`` rows, and no more than ``MAX_CELLS`` cells,
+    are kept; ``row_count`` counts them all.
     """
     delimiter = detect_delimiter(text, delimiter_hint)
     if _widest_line(text, delimiter) > MAX_COLUMNS:
@@ -83,6 +88,7 @@ def read_table(
     problems: list[str] = []
     ragged = 0
     counted = 0
+    cells = 0
 
     for number, record in _records(text, delimiter, problems):
         if not record:
@@ -92,8 +98,10 @@ def read_table(
             continue
 
         counted += 1
-        if max_rows is None or len(rows) < max_rows:
+        within_rows = max_rows is None or len(rows) < max_rows
+        if within_rows and cells + len(record) <= MAX_CELLS:
             rows.append([_normalise_cell(cell) for cell in record])
+            cells += len(record)
         # Blank rows are reported by the validator, whatever their width.
         if len(record) != len(header) and any(cell.strip() for cell in record):
             ragged += 1

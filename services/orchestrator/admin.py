@@ -72,12 +72,13 @@ def add_admin_routes(app: FastAPI) -> None:
         except DependencyUnavailable as error:
             # Not stored: the admin must know, and may simply try again.
             return mesh_error_response(error, 503)
+        # The admin's words stay in revoked_tokens; the event's reason is fixed.
         runtime.gate.audit.record(
             "token_revoked",
             outcome="revoked",
             principal=admin,
             jti=jti_prefix(params.jti),
-            reason=params.reason,
+            reason="revoked_by_admin",
             path=request.url.path,
             client_address=request.client.host if request.client else None,
         )
@@ -148,7 +149,8 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: full-width digits pass str.isdigit, not a reader.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidParams(
             f"'{name}' must be a whole number from {low} to {high}",
             data={"field": name},

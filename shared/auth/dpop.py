@@ -40,6 +40,7 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _JTI = re.compile(r"[\x21-\x7e]{1,128}")
 _REQUIRED_CLAIMS = frozenset({"jti", "htm", "htu", "iat"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNMATCHABLE = "invalid:"
 
 
 def b64url_sha256(data: bytes) -> str:
@@ -71,7 +72,10 @@ def normalize_url(url: str) -> str:
     try:
         port = parts.port
     except ValueError:
-        port = None
+        return _UNMATCHABLE
+    if "@" in parts.netloc:
+        # User info has no place in a request URL; never equal to one.
+        return _UNMATCHABLE
     netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
 
@@ -215,7 +219,8 @@ def _header(proof: str) -> dict[str, Any]:
         header = unverified_header(proof)
     except MalformedToken:
         raise Unauthenticated("dpop_invalid_proof") from None
-    if header.get("typ") != PROOF_TYPE:
+    # RFC 7515 4.1.11: extensions we do not know, marked critical, mean no.
+    if header.get("typ") != PROOF_TYPE or "crit" in header:
         raise Unauthenticated("dpop_invalid_proof")
     return header
 

@@ -91,6 +91,9 @@ class TokenVerifier:
         except MalformedToken:
             raise Unauthenticated("malformed_token") from None
 
+        if "crit" in header:
+            # RFC 7515 4.1.11: no critical extension is understood here.
+            raise Unauthenticated("malformed_token")
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise Unauthenticated("algorithm_not_allowed")

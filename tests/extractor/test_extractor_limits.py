@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.extractor.extraction import extract
-from services.extractor.tabular import MAX_COLUMNS, read_table
+from services.extractor.tabular import MAX_CELLS, MAX_COLUMNS, read_table
 from shared.errors import DocumentRejected
 
 
@@ -76,3 +76,19 @@ def test_a_table_as_wide_as_the_limit_is_read() -> None:
     (table,) = extract(data, s3_key="uploads/wide.csv").tables
 
     assert table.column_count == MAX_COLUMNS
+
+
+def test_wide_table_keeps_rows_only_up_to_the_cell_budget() -> None:
+    # 1,000 columns by 1,000 rows is within both limits on its own, but
+    # holding it all took gigabytes: rows stop being kept at MAX_CELLS.
+    line = ",".join(f"{i % 100:02d}" for i in range(MAX_COLUMNS))
+    data = ("\n".join([line] * 1_001) + "\n").encode()
+
+    extraction = extract(data, s3_key="uploads/wide.csv")
+
+    (table,) = extraction.tables
+    assert len(table.rows) == MAX_CELLS // MAX_COLUMNS
+    assert table.row_count == 1_000
+    assert any(
+        f"first {len(table.rows)} of 1000 rows" in w for w in extraction.warnings
+    )

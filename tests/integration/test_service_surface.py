@@ -9,6 +9,7 @@ import pytest
 
 from services.launcher.mesh import LocalMesh
 from shared.tls import client_context
+from tests.helpers.mesh import client_token
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +54,39 @@ async def test_openapi_map_is_not_served(mesh: LocalMesh) -> None:
         response = await http.get(f"{mesh.url('orchestrator')}/openapi.json")
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/a2a/", "/documents/", "/admin/revoke-token/"])
+async def test_trailing_slash_is_not_redirected_to_a_host_the_caller_names(
+    mesh: LocalMesh, path: str
+) -> None:
+    # A redirect would be built from the Host header: no redirects at all.
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        token = await client_token(mesh, "mesh-admin")
+        response = await http.post(
+            f"{mesh.url('orchestrator')}{path}",
+            headers={"Authorization": f"Bearer {token}", "Host": "evil.example"},
+            content=b"{}",
+        )
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["window_seconds=\uff11\uff12", "window_seconds=0", "window_seconds=12.5"],
+    ids=["full-width-digits", "zero", "fraction"],
+)
+async def test_admin_query_numbers_are_plain_whole_numbers(
+    mesh: LocalMesh, query: str
+) -> None:
+    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+        token = await client_token(mesh, "mesh-admin")
+        response = await http.get(
+            f"{mesh.url('orchestrator')}/admin/security-stats?{query}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32602

@@ -226,6 +226,33 @@ def test_normalize_url(url: str, normal: str) -> None:
     assert normalize_url(url) == normal
 
 
+@pytest.mark.parametrize(
+    "htu",
+    [
+        "https://user:pass@extractor.test/a2a",
+        "https://extractor.test:99999/a2a",
+        "https://extractor.test:x/a2a",
+    ],
+    ids=["user-info", "port-out-of-range", "port-not-a-number"],
+)
+def test_proof_htu_that_is_no_request_url_matches_nothing(
+    verifier: ProofVerifier, htu: str
+) -> None:
+    # Never read as the service's own URL (a bad port is not "no port").
+    proof = forged(proof_claims(htu=htu))
+
+    assert refusal(lambda: check(verifier, proof)) == "dpop_wrong_url"
+
+
+def test_proof_with_a_critical_header_extension_is_refused(
+    verifier: ProofVerifier,
+) -> None:
+    # RFC 7515 4.1.11: an unknown critical extension must not be ignored.
+    proof = forged(proof_claims(), header={"crit": ["exp"], "exp": 1})
+
+    assert refusal(lambda: check(verifier, proof)) == "dpop_invalid_proof"
+
+
 def test_proof_older_than_max_age_and_leeway_is_stale(
     verifier: ProofVerifier,
 ) -> None:

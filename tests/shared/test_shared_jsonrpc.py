@@ -208,7 +208,9 @@ async def test_dispatch_wrong_version_returns_invalid_request(
 
 
 @pytest.mark.parametrize(
-    "request_id", [True, 1.5, [1], {"n": 1}], ids=["bool", "float", "list", "object"]
+    "request_id",
+    [True, 1.5, [1], {"n": 1}, "i" * 257],
+    ids=["bool", "float", "list", "object", "string-over-256"],
 )
 async def test_dispatch_bad_id_returns_invalid_request(
     dispatcher: Dispatcher, request_id: object

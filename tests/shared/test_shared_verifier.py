@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import jwt
 import pytest
 import respx
 
@@ -286,6 +287,20 @@ async def test_verify_non_string_kid_raises_malformed_token(
     verifier: TokenVerifier,
 ) -> None:
     token = unsigned({"alg": "RS256", "typ": "JWT", "kid": 5}, claims())
+
+    assert await refusal(verifier, token) == "malformed_token"
+
+
+async def test_verify_token_with_a_critical_header_extension_is_refused(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    # RFC 7515 4.1.11: an extension marked critical that we do not know is a no.
+    token = jwt.encode(
+        claims(),
+        rsa_signing_key.private,
+        algorithm="RS256",
+        headers={"kid": rsa_signing_key.kid, "crit": ["exp"], "exp": 1},
+    )
 
     assert await refusal(verifier, token) == "malformed_token"
 
