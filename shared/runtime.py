@@ -98,7 +98,12 @@ async def open_runtime(
 
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=timeout, verify=client_context(settings.ca_file))
+            httpx.AsyncClient(
+                timeout=timeout,
+                verify=client_context(
+                    settings.ca_file, certificate=settings.client_certificate
+                ),
+            )
         )
         pool = await create_pool(settings, secrets)
         stack.push_async_callback(pool.close)

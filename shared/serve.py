@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -43,4 +44,9 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
+        # Mutual TLS: without a certificate from the mesh CA, no handshake.
+        ssl_cert_reqs=(
+            ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE
+        ),
+        ssl_ca_certs=settings.tls_client_ca_file,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
@@ -84,6 +84,12 @@ class ServiceSettings(DatabaseSettings):
     """Serve HTTPS when both are set."""
     ca_file: str | None = None
     """CA bundle for HTTPS to the identity provider and other services."""
+    tls_client_ca_file: str | None = None
+    """Require callers to present a certificate signed by this CA (mutual
+    TLS): set on the internal listeners, not on the orchestrator's edge."""
+    tls_client_certfile: str | None = None
+    tls_client_keyfile: str | None = None
+    """This service's client certificate, presented to the services it calls."""
 
     shutdown_grace_seconds: int = Field(5, ge=1, le=25)
     """On SIGTERM, how long open requests may take before connections close."""
@@ -97,6 +103,24 @@ class ServiceSettings(DatabaseSettings):
         if unsupported:
             raise ValueError(f"unsupported algorithms: {sorted(unsupported)}")
         return algorithms
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> ServiceSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("set both MESH_TLS_CERTFILE and MESH_TLS_KEYFILE")
+        if bool(self.tls_client_certfile) != bool(self.tls_client_keyfile):
+            raise ValueError(
+                "set both MESH_TLS_CLIENT_CERTFILE and MESH_TLS_CLIENT_KEYFILE"
+            )
+        if self.tls_client_ca_file and not self.tls_certfile:
+            raise ValueError("MESH_TLS_CLIENT_CA_FILE needs HTTPS (MESH_TLS_CERTFILE)")
+        return self
+
+    @property
+    def client_certificate(self) -> tuple[str, str] | None:
+        if self.tls_client_certfile and self.tls_client_keyfile:
+            return self.tls_client_certfile, self.tls_client_keyfile
+        return None
 
     @property
     def realm_url(self) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from services.launcher.ports import free_port
 from services.launcher.postgres import PostgresCluster
 from services.launcher.processes import ManagedProcess, python_module
 from shared.secrets import AwsEndpoint
+from shared.tls import client_context
 
 REALM = "a2a-mesh"
 BUCKET = "a2a-mesh-documents"
@@ -76,6 +78,7 @@ class LocalMesh:
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         keep: bool = False,
         replicas: Mapping[str, int] | None = None,
+        mutual_tls: bool = True,
     ) -> None:
         """``replicas`` starts more processes of an agent, named ``archivist-2``
         and so on, which answer under the first one's public URL as if a load
@@ -89,6 +92,7 @@ class LocalMesh:
             name: dict(env) for name, env in (service_env or {}).items()
         }
         self._replicas = dict(replicas or {})
+        self.mutual_tls = mutual_tls
         self.client_secrets: dict[str, str] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.database: PostgresCluster | None = None
@@ -184,7 +188,10 @@ class LocalMesh:
         self.processes[process.name] = process
         process.start()
         process.wait_healthy(
-            health_url, ca_file=self.addresses.ca_file, timeout=_START_TIMEOUT
+            health_url,
+            ca_file=self.addresses.ca_file,
+            timeout=_START_TIMEOUT,
+            certificate=self.client_certificate,
         )
 
     def restart(self, name: str) -> None:
@@ -196,6 +203,7 @@ class LocalMesh:
             f"{self.url(name)}/health",
             ca_file=self.ca_file,
             timeout=_START_TIMEOUT,
+            certificate=self.client_certificate,
         )
 
     def caller(self, client_id: str) -> MeshCaller:
@@ -210,6 +218,17 @@ class LocalMesh:
 
     def url(self, name: str) -> str:
         return self.addresses.urls[name]
+
+    @property
+    def client_certificate(self) -> tuple[Path, Path]:
+        """The certificate the launcher and tests present to the agents: the
+        orchestrator's, since it is the one client the agents expect."""
+        stem = self.certs_dir / "orchestrator-client"
+        return stem.with_suffix(".pem"), stem.with_suffix(".key")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client context for any service of this mesh, agents included."""
+        return client_context(self.ca_file, certificate=self.client_certificate)
 
     @property
     def ca_file(self) -> Path:
@@ -255,10 +274,13 @@ class LocalMesh:
     def _service_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)
         ca = str(self.addresses.ca_file)
+        client = self.certs_dir / f"{name}-client"
         env = self._base_env() | {
             "MESH_PORT": str(port),
             "MESH_TLS_CERTFILE": cert,
             "MESH_TLS_KEYFILE": key,
+            "MESH_TLS_CLIENT_CERTFILE": str(client.with_suffix(".pem")),
+            "MESH_TLS_CLIENT_KEYFILE": str(client.with_suffix(".key")),
             "MESH_CA_FILE": ca,
             "MESH_ISSUER": self.addresses.issuer,
             "MESH_LOG_LEVEL": self._log_level,
@@ -275,6 +297,10 @@ class LocalMesh:
         if name == "orchestrator":
             for agent in AGENTS:
                 env[f"MESH_{agent.upper()}_URL"] = self.addresses.urls[agent]
+        elif self.mutual_tls:
+            # The agents are internal: only holders of a mesh certificate
+            # complete a handshake. The orchestrator is the edge.
+            env["MESH_TLS_CLIENT_CA_FILE"] = ca
         return env | self._env_overrides.get(name, {})
 
     def _replica_env(self, name: str, port: int) -> dict[str, str]:

@@ -63,10 +63,21 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def wait_healthy(self, url: str, *, ca_file: Path | None, timeout: float) -> None:
-        """Poll ``url`` until it answers 200; fail fast if the process dies."""
+    def wait_healthy(
+        self,
+        url: str,
+        *,
+        ca_file: Path | None,
+        timeout: float,
+        certificate: tuple[Path, Path] | None = None,
+    ) -> None:
+        """Poll ``url`` until it answers 200; fail fast if the process dies.
+
+        ``certificate`` is presented to a server that asks for one (mutual TLS).
+        """
         deadline = time.monotonic() + timeout
-        with httpx.Client(verify=client_context(ca_file), timeout=2.0) as client:
+        verify = client_context(ca_file, certificate=certificate)
+        with httpx.Client(verify=verify, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not self.running():
                     raise StartupFailed(self.name, "it exited", self.log_tail())

@@ -9,7 +9,6 @@ import httpx
 
 from services.launcher.mesh import LocalMesh
 from shared.auth.dpop import DpopKey
-from shared.tls import client_context
 
 
 async def post_rpc(
@@ -32,9 +31,7 @@ async def post_rpc(
     elif token is not None and dpop is not None:
         headers["Authorization"] = f"DPoP {token}"
         headers["DPoP"] = dpop.proof("POST", url, access_token=token, body=body)
-    async with httpx.AsyncClient(
-        verify=client_context(mesh.ca_file), timeout=30
-    ) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context(), timeout=30) as http:
         return await http.post(url, content=body, headers=headers)
 
 

@@ -14,7 +14,6 @@ import httpx
 
 from services.launcher.mesh import LocalMesh
 from shared.auth.dpop import DpopKey
-from shared.tls import client_context
 
 Headers = list[tuple[str, str]]
 
@@ -47,9 +46,7 @@ def http_client(mesh: LocalMesh, *, connections: int = 10) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=connections, max_keepalive_connections=connections
     )
-    return httpx.AsyncClient(
-        verify=client_context(mesh.ca_file), timeout=30.0, limits=limits
-    )
+    return httpx.AsyncClient(verify=mesh.tls_context(), timeout=30.0, limits=limits)
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ async def pipelined(
         raise ValueError("pipelined requests go to one service")
     address = httpx.URL(mesh.url(services.pop()))
     host, port = str(address.host), int(address.port or 443)
-    context = client_context(mesh.ca_file)
+    context = mesh.tls_context()
     shares = [list(range(i, len(requests), connections)) for i in range(connections)]
 
     async def one_connection(indexes: list[int]) -> list[tuple[int, RawResponse]]:

@@ -13,7 +13,6 @@ import pytest
 
 from services.launcher.mesh import LocalMesh
 from shared.auth.dpop import DpopKey
-from shared.tls import client_context
 from tests.helpers.mesh import client_token, post_rpc
 from tests.helpers.tokens import TokenForge
 
@@ -214,7 +213,7 @@ async def _post_as(
 
 
 async def test_health_needs_no_token(mesh: LocalMesh) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         for service in SERVICES:
             response = await http.get(f"{mesh.url(service)}/health")
             assert response.status_code == 200

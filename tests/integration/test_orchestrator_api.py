@@ -12,7 +12,6 @@ import pytest
 
 from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
-from shared.tls import client_context
 from tests.helpers.corpus import corpus_file
 
 pytestmark = pytest.mark.integration
@@ -148,7 +147,7 @@ async def test_discover_agents_lists_the_three_agents(mesh: LocalMesh) -> None:
 async def test_malformed_requests_get_precise_errors(
     mesh: LocalMesh, processor: MeshCaller, body: bytes, status: int, code: int
 ) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/a2a",
             content=body,
@@ -163,7 +162,7 @@ async def test_malformed_requests_get_precise_errors(
 
 
 async def test_huge_body_is_413(mesh: LocalMesh, processor: MeshCaller) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/a2a",
             content=b"[" * (2 * 1024 * 1024),
@@ -178,7 +177,7 @@ async def test_upload_of_an_unsupported_type_is_415_and_stores_nothing(
     mesh: LocalMesh, processor: MeshCaller, database: asyncpg.Connection
 ) -> None:
     before = await database.fetchval("SELECT count(*) FROM tasks")
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/documents",
             files={"file": ("payload.exe", b"MZ\x90\x00", "application/x-msdownload")},
@@ -193,7 +192,7 @@ async def test_upload_of_an_unsupported_type_is_415_and_stores_nothing(
 async def test_upload_without_a_file_field_is_400(
     mesh: LocalMesh, processor: MeshCaller
 ) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/documents",
             data={"not_file": "x"},
@@ -217,7 +216,7 @@ async def test_viewer_may_not_upload(
 
 
 async def test_upload_needs_a_token(mesh: LocalMesh) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/documents",
             files={"file": ("a.txt", b"hello", "text/plain")},
@@ -250,9 +249,7 @@ async def test_upload_over_the_size_limit_is_413(
     mesh: LocalMesh, processor: MeshCaller
 ) -> None:
     too_big = b"a" * (25 * 1024 * 1024 + 1)
-    async with httpx.AsyncClient(
-        verify=client_context(mesh.ca_file), timeout=60
-    ) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context(), timeout=60) as http:
         response = await http.post(
             f"{mesh.url('orchestrator')}/documents",
             files={"file": ("big.txt", too_big, "text/plain")},

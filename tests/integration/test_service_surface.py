@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from services.launcher.mesh import LocalMesh
-from shared.tls import client_context
 from tests.helpers.mesh import client_token
 
 pytestmark = pytest.mark.integration
@@ -22,7 +21,7 @@ COMMON_CHECKS = {"identity-provider", "database", "revocations"}
 async def test_ready_reports_every_dependency_of_the_service(
     mesh: LocalMesh, service: str
 ) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.get(f"{mesh.url(service)}/ready")
 
     assert response.status_code == 200
@@ -38,7 +37,7 @@ async def test_ready_reports_every_dependency_of_the_service(
 async def test_agent_card_lists_methods_and_says_which_tokens_it_takes(
     mesh: LocalMesh, service: str, bearer: bool
 ) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.get(f"{mesh.url(service)}/.well-known/agent-card.json")
 
     card = response.json()
@@ -50,7 +49,7 @@ async def test_agent_card_lists_methods_and_says_which_tokens_it_takes(
 
 
 async def test_openapi_map_is_not_served(mesh: LocalMesh) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.get(f"{mesh.url('orchestrator')}/openapi.json")
 
     assert response.status_code == 404
@@ -61,7 +60,7 @@ async def test_trailing_slash_is_not_redirected_to_a_host_the_caller_names(
     mesh: LocalMesh, path: str
 ) -> None:
     # A redirect would be built from the Host header: no redirects at all.
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         token = await client_token(mesh, "mesh-admin")
         response = await http.post(
             f"{mesh.url('orchestrator')}{path}",
@@ -81,7 +80,7 @@ async def test_trailing_slash_is_not_redirected_to_a_host_the_caller_names(
 async def test_admin_query_numbers_are_plain_whole_numbers(
     mesh: LocalMesh, query: str
 ) -> None:
-    async with httpx.AsyncClient(verify=client_context(mesh.ca_file)) as http:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         token = await client_token(mesh, "mesh-admin")
         response = await http.get(
             f"{mesh.url('orchestrator')}/admin/security-stats?{query}",

@@ -191,7 +191,10 @@ def test_settings_accept_only_dpop_bound_tokens_by_default() -> None:
     ("values", "base_url"),
     [
         ({}, "http://127.0.0.1:8000"),
-        ({"tls_certfile": "cert.pem", "port": 8443}, "https://127.0.0.1:8443"),
+        (
+            {"tls_certfile": "cert.pem", "tls_keyfile": "key.pem", "port": 8443},
+            "https://127.0.0.1:8443",
+        ),
         (
             {"public_url": "https://mesh.example/extractor/"},
             "https://mesh.example/extractor",
@@ -207,3 +210,21 @@ def test_settings_public_base_url_is_configured_or_where_the_service_listens(
     )
 
     assert settings.public_base_url == base_url
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"tls_certfile": "cert.pem"}, "MESH_TLS_KEYFILE"),
+        ({"tls_client_certfile": "client.pem"}, "MESH_TLS_CLIENT_KEYFILE"),
+        ({"tls_client_ca_file": "ca.pem"}, "needs HTTPS"),
+    ],
+    ids=["server-cert-without-key", "client-cert-without-key", "mtls-without-https"],
+)
+def test_settings_refuse_half_a_tls_configuration(
+    values: dict[str, str], problem: str
+) -> None:
+    # Half a pair would silently mean plain HTTP or no client certificate.
+    raw = {"service_name": "extractor", "issuer": REALM, "db_ca_file": CA_FILE}
+    with pytest.raises(ValidationError, match=problem):
+        ServiceSettings.model_validate(raw | values)
