@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,13 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A password refused even after reading the secret again: nothing the caller
+# can fix, and not our bug either.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    *_CONNECTION_ERRORS,
+    asyncpg.InvalidPasswordError,
+)
+
 _CUT_OFF: tuple[type[BaseException], ...] = (
     asyncio.CancelledError,
     *_CONNECTION_ERRORS,
@@ -59,9 +66,16 @@ class Database:
     a -32013 for the caller and not an internal error.
     """
 
-    def __init__(self, pool: Pool, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        timeout: float = 10.0,
+        password_refused: Callable[[], None] | None = None,
+    ) -> None:
         self.pool = pool
         self._timeout = timeout
+        self._password_refused = password_refused
 
     async def execute(self, query: str, *args: object) -> str:
         async with self._connection() as connection:
@@ -92,7 +106,7 @@ class Database:
         # deadline (or by a lost server) is closed at once: handing it back
         # to the pool would reset it over the wire and wait all over again.
         async with _translated(), asyncio.timeout(self._timeout):
-            connection = await self.pool.acquire()
+            connection = await self._acquire()
             try:
                 yield connection
             except _CUT_OFF:
@@ -101,12 +115,24 @@ class Database:
             finally:
                 await self.pool.release(connection)
 
+    async def _acquire(self) -> Connection:
+        try:
+            return await self.pool.acquire()
+        except asyncpg.InvalidPasswordError:
+            if self._password_refused is None:
+                raise
+        # The password was rotated under a running pool: new connections need
+        # the new one. Read the secret again, then try once more.
+        log_event(logger, "database.password_reread", level=logging.WARNING)
+        self._password_refused()
+        return await self.pool.acquire()
+
 
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except _CONNECTION_ERRORS as exc:
+    except _UNAVAILABLE as exc:
         log_event(
             logger,
             "database.unavailable",
@@ -140,19 +166,30 @@ async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
 async def connect(
     settings: DatabaseSettings, secrets: SecretStore
 ) -> asyncpg.Connection:
-    """One connection outside the pool, for a long ``LISTEN``; same TLS rules."""
+    """One connection outside the pool, for a long ``LISTEN``; same TLS rules,
+    and the same second try with the secret read again after a rotation."""
     options = await _options(settings, secrets)
-    connection: asyncpg.Connection = await asyncpg.connect(**options)
+    try:
+        connection: asyncpg.Connection = await asyncpg.connect(**options)
+    except asyncpg.InvalidPasswordError:
+        log_event(logger, "database.password_reread", level=logging.WARNING)
+        secrets.refresh(settings.db_password_secret_id)
+        connection = await asyncpg.connect(**options)
     return connection
 
 
 async def _options(settings: DatabaseSettings, secrets: SecretStore) -> dict[str, Any]:
+    async def password() -> str:
+        # Read for every new connection (from the store's cache), so a pool
+        # opened before a rotation connects with the new password after it.
+        return await secrets.get(settings.db_password_secret_id)
+
     return {
         "host": settings.db_host,
         "port": settings.db_port,
         "user": settings.db_user,
         "database": settings.db_name,
-        "password": await secrets.get(settings.db_password_secret_id),
+        "password": password,
         "ssl": client_context(settings.db_ca_file),
         "timeout": settings.db_connect_timeout_seconds,
         "command_timeout": settings.db_command_timeout_seconds,

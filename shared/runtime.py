@@ -108,7 +108,11 @@ async def open_runtime(
         pool = await create_pool(settings, secrets)
         stack.push_async_callback(pool.close)
         await apply_migrations(pool)
-        database = Database(pool, timeout=settings.db_command_timeout_seconds)
+        database = Database(
+            pool,
+            timeout=settings.db_command_timeout_seconds,
+            password_refused=partial(secrets.refresh, settings.db_password_secret_id),
+        )
         store = PostgresSecurityStore(database)
 
         keys = JwksCache(

@@ -4,6 +4,8 @@ them; and what it no longer shows: an OpenAPI map."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -21,10 +23,16 @@ COMMON_CHECKS = {"identity-provider", "database", "revocations"}
 async def test_ready_reports_every_dependency_of_the_service(
     mesh: LocalMesh, service: str
 ) -> None:
+    # Other tests cut the database and rotate its password; a replica is
+    # not ready until it has reconnected, which takes a second or two.
     async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
-        response = await http.get(f"{mesh.url(service)}/ready")
+        for _ in range(50):
+            response = await http.get(f"{mesh.url(service)}/ready")
+            if response.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
     assert set(body["checks"]) == COMMON_CHECKS | OWN_CHECKS[service]
