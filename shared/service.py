@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
+from shared.auth.proxy import ProxyMiddleware
 from shared.errors import InternalError, MeshError, PayloadTooLarge
 from shared.jsonrpc import Call, Dispatcher, Method, error_reply
 from shared.logging import correlation_id, log_event
@@ -120,6 +121,12 @@ def create_service_app(
         AuthMiddleware, body_limits={"/a2a": body_limit, **(protected or {})}
     )
     app.add_middleware(CorrelationMiddleware)
+    # Outermost: every later step sees the real client address.
+    app.add_middleware(
+        ProxyMiddleware,
+        trusted=settings.trusted_proxies,
+        trust_alb_certificates=settings.trust_alb_client_certificates,
+    )
     _add_common_routes(app, settings, description)
     return app
 

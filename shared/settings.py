@@ -7,6 +7,7 @@ result to its ``create_app(settings)``; nothing is read at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -89,6 +90,12 @@ class ServiceSettings(DatabaseSettings):
     TLS): set on the internal listeners, not on the orchestrator's edge."""
     tls_client_certfile: str | None = None
     tls_client_keyfile: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR blocks of the load balancer: only from these are
+    ``X-Forwarded-For``/``-Proto`` believed."""
+    trust_alb_client_certificates: bool = False
+    """Read the ALB's mutual-TLS headers (``X-Amzn-Mtls-Clientcert[-Leaf]``)
+    from the trusted proxies; refused from anyone when off."""
     """This service's client certificate, presented to the services it calls."""
 
     shutdown_grace_seconds: int = Field(5, ge=1, le=25)
@@ -104,6 +111,13 @@ class ServiceSettings(DatabaseSettings):
             raise ValueError(f"unsupported algorithms: {sorted(unsupported)}")
         return algorithms
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        return proxies
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> ServiceSettings:
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
@@ -111,6 +125,10 @@ class ServiceSettings(DatabaseSettings):
         if bool(self.tls_client_certfile) != bool(self.tls_client_keyfile):
             raise ValueError(
                 "set both MESH_TLS_CLIENT_CERTFILE and MESH_TLS_CLIENT_KEYFILE"
+            )
+        if self.trust_alb_client_certificates and not self.trusted_proxies:
+            raise ValueError(
+                "MESH_TRUST_ALB_CLIENT_CERTIFICATES needs MESH_TRUSTED_PROXIES"
             )
         if self.tls_client_ca_file and not self.tls_certfile:
             raise ValueError("MESH_TLS_CLIENT_CA_FILE needs HTTPS (MESH_TLS_CERTFILE)")

@@ -96,3 +96,21 @@ async def test_edge_takes_a_tls_client_without_a_certificate(
     response = await _health(mesh.url("orchestrator"), client_context(mesh.ca_file))
 
     assert response.status_code == 200
+
+
+async def test_forged_alb_certificate_header_is_refused_at_the_edge(
+    mesh: LocalMesh,
+) -> None:
+    # The orchestrator trusts no proxy here: a caller claiming the ALB saw
+    # a client certificate is refused before anything else is looked at.
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/a2a",
+            headers={"X-Amzn-Mtls-Clientcert-Leaf": "-----BEGIN%20CERTIFICATE-----"},
+            content=b"{}",
+        )
+
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == -32001
+    assert error["data"] == {"reason": "untrusted_certificate_header"}

@@ -1,0 +1,124 @@
+"""Who is really calling, behind a load balancer: ``X-Forwarded-For`` and
+``X-Forwarded-Proto`` are believed only when the connection comes from a
+configured proxy address, and the ALB's mutual-TLS headers only when the
+service is also told to trust the ALB with client certificates.
+
+A request that carries ``X-Amzn-Mtls-Clientcert`` or
+``X-Amzn-Mtls-Clientcert-Leaf`` from anywhere else is refused: whoever sent
+it is trying to pass off a certificate they did not present.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.errors import Unauthenticated
+from shared.jsonrpc import error_reply
+from shared.logging import log_event
+
+logger = logging.getLogger(__name__)
+
+ALB_CERTIFICATE_HEADERS = (b"x-amzn-mtls-clientcert", b"x-amzn-mtls-clientcert-leaf")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """Addresses or CIDR blocks; a ValueError names the one that is not."""
+    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
+
+
+class ProxyMiddleware:
+    """Rewrites ``client`` and ``scheme`` from a trusted proxy's headers, and
+    refuses forwarded client certificates that are not to be trusted."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted: Sequence[str] = (),
+        trust_alb_certificates: bool = False,
+    ) -> None:
+        self.app = app
+        self._trusted = parse_networks(trusted)
+        self._alb_certificates = trust_alb_certificates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        peer = scope.get("client")
+        from_proxy = peer is not None and self._is_trusted(peer[0])
+
+        if any(name in headers for name in ALB_CERTIFICATE_HEADERS) and not (
+            from_proxy and self._alb_certificates
+        ):
+            log_event(
+                logger,
+                "authentication_failure",
+                level=logging.WARNING,
+                outcome="refused",
+                reason="untrusted_certificate_header",
+                client_address=peer[0] if peer else None,
+                path=scope.get("path"),
+            )
+            await _refuse(send)
+            return
+
+        if from_proxy:
+            scope = dict(scope)
+            forwarded = headers.get(b"x-forwarded-for")
+            if forwarded:
+                address = self._original_client(forwarded.decode("latin-1"))
+                if address is not None:
+                    scope["client"] = (address, 0)
+            proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").lower()
+            if proto in ("http", "https"):
+                scope["scheme"] = proto
+        await self.app(scope, receive, send)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    def _original_client(self, forwarded: str) -> str | None:
+        # Each proxy appends the address it saw; the first one from the right
+        # that is not one of ours is the client. Anything left of it was
+        # written by the client and proves nothing.
+        for entry in reversed([part.strip() for part in forwarded.split(",")]):
+            try:
+                ipaddress.ip_address(entry)
+            except ValueError:
+                return None
+            if not self._is_trusted(entry):
+                return entry
+        return None
+
+
+async def _refuse(send: Send) -> None:
+    refusal = Unauthenticated(
+        "untrusted_certificate_header",
+        "Client certificate headers are accepted only from the trusted ALB",
+    )
+    reply = error_reply(refusal)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": reply.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(reply.body).encode()})
