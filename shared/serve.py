@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from shared.auth.policy import PolicyError
 from shared.logging import configure_logging, log_event
+from shared.peer_certificate import PeerCertificateProtocol
 from shared.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -49,4 +50,6 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
             ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE
         ),
         ssl_ca_certs=settings.tls_client_ca_file,
+        # Puts the client certificate into each request (RFC 8705 checks).
+        http=PeerCertificateProtocol,
     )

@@ -11,11 +11,12 @@ the ``AuthError`` the caller will see.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.auth.audit import Audit
-from shared.auth.dpop import ProofVerifier, VerifiedProof
+from shared.auth.dpop import ProofVerifier, VerifiedProof, b64url_sha256
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
 from shared.auth.ratelimit import RateLimiter
@@ -61,6 +62,9 @@ class Arrival:
     proofs: Sequence[str]
     body: bytes = b""
     client_address: str | None = None
+    client_certificate: bytes | None = None
+    """The DER client certificate of the connection (mutual TLS), or the one
+    a trusted ALB forwarded."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class SecurityGate:
                 )
             if self._revocations.is_revoked(principal.jti):
                 raise TokenRevoked("token_revoked", "Token has been revoked")
+            _check_certificate(principal, arrival.client_certificate)
             proof = self._check_binding(principal, credentials, arrival)
         except AuthError as refusal:
             self._record(refusal, arrival, principal)
@@ -175,7 +180,8 @@ class SecurityGate:
             if credentials.scheme == "dpop":
                 # RFC 9449 7.1: the DPoP scheme promises a bound token.
                 raise Unauthenticated("dpop_token_not_bound")
-            if not self._accept_bearer:
+            # A certificate-bound token is sender-constrained already.
+            if not self._accept_bearer and principal.certificate_thumbprint is None:
                 raise Unauthenticated("dpop_required")
             return None
 
@@ -192,6 +198,18 @@ class SecurityGate:
         if proof.thumbprint != principal.key_thumbprint:
             raise Unauthenticated("dpop_key_mismatch")
         return proof
+
+
+def _check_certificate(principal: Principal, certificate: bytes | None) -> None:
+    """RFC 8705: a certificate-bound token only over a connection that
+    presented that very certificate."""
+    expected = principal.certificate_thumbprint
+    if expected is None:
+        return
+    if certificate is None:
+        raise Unauthenticated("certificate_required")
+    if not hmac.compare_digest(b64url_sha256(certificate), expected):
+        raise Unauthenticated("certificate_mismatch")
 
 
 def read_credentials(

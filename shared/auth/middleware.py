@@ -30,6 +30,7 @@ from shared.errors import (
 )
 from shared.jsonrpc import error_reply
 from shared.logging import correlation_id
+from shared.peer_certificate import peer_certificate
 
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -109,6 +110,7 @@ class AuthMiddleware:
             authorization=_headers(scope, "authorization"),
             proofs=_headers(scope, "dpop"),
             client_address=_client_address(scope),
+            client_certificate=peer_certificate(scope),
         )
         try:
             caller = await gate.identify(arrival)

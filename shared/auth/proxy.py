@@ -14,12 +14,16 @@ import ipaddress
 import json
 import logging
 from collections.abc import Sequence
+from urllib.parse import unquote
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.errors import Unauthenticated
 from shared.jsonrpc import error_reply
 from shared.logging import log_event
+from shared.peer_certificate import PEER_CERTIFICATE
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +73,17 @@ class ProxyMiddleware:
                 client_address=peer[0] if peer else None,
                 path=scope.get("path"),
             )
-            await _refuse(send)
+            await _refuse(send, "untrusted_certificate_header")
             return
 
         if from_proxy:
             scope = dict(scope)
+            if self._alb_certificates:
+                try:
+                    _adopt_forwarded_certificate(scope, headers)
+                except ValueError:
+                    await _refuse(send, "malformed_certificate_header")
+                    return
             forwarded = headers.get(b"x-forwarded-for")
             if forwarded:
                 address = self._original_client(forwarded.decode("latin-1"))
@@ -105,10 +115,27 @@ class ProxyMiddleware:
         return None
 
 
-async def _refuse(send: Send) -> None:
+def _adopt_forwarded_certificate(scope: Scope, headers: dict[bytes, bytes]) -> None:
+    """The ALB's client certificate becomes the request's peer certificate.
+
+    Verify mode forwards the leaf, passthrough mode the chain (leaf first),
+    both as URL-encoded PEM; the ALB has checked it in verify mode.
+    """
+    raw = headers.get(ALB_CERTIFICATE_HEADERS[1]) or headers.get(
+        ALB_CERTIFICATE_HEADERS[0]
+    )
+    if raw is None:
+        return
+    pem = unquote(raw.decode("latin-1")).encode()
+    certificate = x509.load_pem_x509_certificate(pem)
+    state = dict(scope.get("state") or {})
+    state[PEER_CERTIFICATE] = certificate.public_bytes(serialization.Encoding.DER)
+    scope["state"] = state
+
+
+async def _refuse(send: Send, reason: str) -> None:
     refusal = Unauthenticated(
-        "untrusted_certificate_header",
-        "Client certificate headers are accepted only from the trusted ALB",
+        reason, "Client certificate headers are accepted only from the trusted ALB"
     )
     reply = error_reply(refusal)
     await send(

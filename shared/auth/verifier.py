@@ -167,7 +167,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH:
         raise Unauthenticated("invalid_token")
 
-    key_thumbprint = _key_thumbprint(claims)
+    key_thumbprint, certificate_thumbprint = _confirmation(claims)
     if token_type == "DPoP" and key_thumbprint is None:  # noqa: S105 (a type)
         raise Unauthenticated("invalid_token")
 
@@ -180,16 +180,22 @@ def _principal(claims: dict[str, Any]) -> Principal:
         issued_at=int(claims["iat"]),
         username=claims.get("preferred_username"),
         key_thumbprint=key_thumbprint,
+        certificate_thumbprint=certificate_thumbprint,
     )
 
 
-def _key_thumbprint(claims: dict[str, Any]) -> str | None:
-    """``cnf.jkt``: the DPoP key the token is bound to, if any."""
+def _confirmation(claims: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``cnf.jkt`` (a DPoP key, RFC 9449) and ``cnf.x5t#S256`` (a client
+    certificate, RFC 8705): what the token is bound to, if anything."""
     confirmation = claims.get("cnf")
     if confirmation is None:
-        return None
-    thumbprint = confirmation.get("jkt") if isinstance(confirmation, dict) else None
-    if not isinstance(thumbprint, str) or not thumbprint:
-        # A confirmation we cannot honour must not be read as "unbound".
+        return None, None
+    if not isinstance(confirmation, dict):
         raise Unauthenticated("invalid_token")
-    return thumbprint
+
+    bound = [confirmation.get(member) for member in ("jkt", "x5t#S256")]
+    present = [value for value in bound if value is not None]
+    # A confirmation we cannot honour must not be read as "unbound".
+    if not present or not all(isinstance(v, str) and v for v in present):
+        raise Unauthenticated("invalid_token")
+    return bound[0], bound[1]

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certs.authority import create_ca, issue_client_cert
 from services.launcher.mesh import LocalMesh
+from shared.auth.dpop import b64url_sha256
 from shared.tls import client_context
+from tests.helpers.tokens import TokenForge
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +118,54 @@ async def test_forged_alb_certificate_header_is_refused_at_the_edge(
     error = response.json()["error"]
     assert error["code"] == -32001
     assert error["data"] == {"reason": "untrusted_certificate_header"}
+
+
+def _thumbprint(pem_file: Path) -> str:
+    certificate = x509.load_pem_x509_certificate(pem_file.read_bytes())
+    return b64url_sha256(certificate.public_bytes(serialization.Encoding.DER))
+
+
+async def _archive_as(
+    mesh: LocalMesh, token: str, context: ssl.SSLContext
+) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "get_document",
+        "params": {"s3_key": "uploads/none/missing.txt"},
+    }
+    async with httpx.AsyncClient(verify=context, timeout=10) as http:
+        return await http.post(
+            f"{mesh.url('archivist')}/a2a",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+async def test_certificate_bound_token_works_over_its_own_certificate(
+    mesh: LocalMesh, forge: TokenForge
+) -> None:
+    # RFC 8705 end to end: the agent reads the client certificate of the
+    # TLS connection itself and matches the token's cnf.x5t#S256.
+    bound = {"x5t#S256": _thumbprint(mesh.client_certificate[0])}
+    token = forge.valid("archivist", ["orchestrator"], cnf=bound)
+
+    response = await _archive_as(mesh, token, mesh.tls_context())
+
+    assert response.status_code == 200
+    assert response.json()["error"]["code"] == -32010  # reached the method
+
+
+async def test_token_bound_to_certificate_a_over_certificate_b_is_refused(
+    mesh: LocalMesh, forge: TokenForge
+) -> None:
+    # Certificate B is a genuine mesh certificate, just not the token's.
+    other = mesh.certs_dir / "validator-client.pem"
+    token = forge.valid(
+        "archivist", ["orchestrator"], cnf={"x5t#S256": _thumbprint(other)}
+    )
+
+    response = await _archive_as(mesh, token, mesh.tls_context())
+
+    assert response.status_code == 401
+    assert response.json()["error"]["data"] == {"reason": "certificate_mismatch"}

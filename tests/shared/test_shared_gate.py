@@ -4,11 +4,12 @@ every refusal is in the audit trail."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from shared.auth.dpop import DpopKey
+from shared.auth.dpop import DpopKey, b64url_sha256
 from shared.auth.gate import Arrival, SecurityGate
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
@@ -544,3 +545,64 @@ async def test_refusal_before_the_token_is_verified_names_no_caller(
         None,
         None,
     )
+
+
+# RFC 8705: tokens bound to a client certificate (cnf.x5t#S256).
+CERTIFICATE_A = b"der bytes of certificate A"
+CERTIFICATE_B = b"der bytes of certificate B"
+
+
+def certificate_bound_token(signing_key: SigningKey, certificate: bytes) -> str:
+    confirmation = {"x5t#S256": b64url_sha256(certificate)}
+    return sign(signing_key, claims(sub=SUBJECT, cnf=confirmation))
+
+
+def over_connection(token: str, certificate: bytes | None) -> Arrival:
+    return dataclasses.replace(
+        arrival([f"Bearer {token}"]), client_certificate=certificate
+    )
+
+
+async def test_certificate_bound_token_over_its_own_certificate_is_admitted(
+    dpop_gate: SecurityGate, rsa_signing_key: SigningKey
+) -> None:
+    # Sender-constrained by the certificate: no DPoP proof is needed.
+    token = certificate_bound_token(rsa_signing_key, CERTIFICATE_A)
+
+    principal = await dpop_gate.admit(over_connection(token, CERTIFICATE_A))
+
+    assert principal.certificate_thumbprint == b64url_sha256(CERTIFICATE_A)
+
+
+async def test_token_bound_to_certificate_a_over_certificate_b_is_refused(
+    dpop_gate: SecurityGate, rsa_signing_key: SigningKey
+) -> None:
+    token = certificate_bound_token(rsa_signing_key, CERTIFICATE_A)
+
+    refused = await refusal(dpop_gate, over_connection(token, CERTIFICATE_B))
+
+    assert (refused.code, refused.reason) == (-32001, "certificate_mismatch")
+
+
+async def test_certificate_bound_token_without_a_client_certificate_is_refused(
+    dpop_gate: SecurityGate, rsa_signing_key: SigningKey
+) -> None:
+    token = certificate_bound_token(rsa_signing_key, CERTIFICATE_A)
+
+    refused = await refusal(dpop_gate, over_connection(token, None))
+
+    assert (refused.code, refused.reason) == (-32001, "certificate_required")
+
+
+@pytest.mark.parametrize(
+    "confirmation", [{}, {"x5t#S256": ""}, {"x5t#S256": 7}, "thumbprint"]
+)
+async def test_confirmation_that_cannot_be_honoured_is_refused(
+    dpop_gate: SecurityGate, rsa_signing_key: SigningKey, confirmation: object
+) -> None:
+    # Never read an unusable cnf as "not bound".
+    token = sign(rsa_signing_key, claims(sub=SUBJECT, cnf=confirmation))
+
+    refused = await refusal(dpop_gate, over_connection(token, CERTIFICATE_A))
+
+    assert refused.reason == "invalid_token"

@@ -3,12 +3,17 @@ the ALB's client-certificate headers refused unless the ALB is trusted."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from starlette.types import Message, Receive, Scope, Send
 
+from certs.authority import create_ca, issue_client_cert
 from shared.auth.proxy import ProxyMiddleware
+from shared.peer_certificate import peer_certificate
 
 ALB = "10.0.1.7"
 CERT = b"-----BEGIN%20CERTIFICATE-----"
@@ -104,7 +109,27 @@ async def test_alb_certificate_header_is_refused_when_the_alb_is_not_trusted() -
     assert scope is None
 
 
-async def test_alb_certificate_header_from_the_trusted_alb_passes() -> None:
+async def test_certificate_from_the_trusted_alb_becomes_the_peer_certificate(
+    tmp_path: Path,
+) -> None:
+    pair = issue_client_cert(create_ca(tmp_path), tmp_path, "caller")
+    certificate = pair.load_certificate()
+    forwarded = quote(certificate.public_bytes(serialization.Encoding.PEM).decode())
+
+    status, scope = await call(
+        ALB,
+        [(b"x-amzn-mtls-clientcert-leaf", forwarded.encode())],
+        trusted=["10.0.0.0/16"],
+        trust_alb_certificates=True,
+    )
+
+    assert status == 200 and scope is not None
+    assert peer_certificate(scope) == certificate.public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+async def test_garbled_certificate_from_the_trusted_alb_is_refused() -> None:
     status, scope = await call(
         ALB,
         [(b"x-amzn-mtls-clientcert-leaf", CERT)],
@@ -112,4 +137,5 @@ async def test_alb_certificate_header_from_the_trusted_alb_passes() -> None:
         trust_alb_certificates=True,
     )
 
-    assert status == 200 and scope is not None
+    assert status == 401
+    assert scope is None

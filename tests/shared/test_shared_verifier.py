@@ -460,8 +460,15 @@ async def test_verify_token_that_is_not_an_access_token_raises_invalid_token(
 
 @pytest.mark.parametrize(
     "cnf",
-    [{}, {"jkt": ""}, {"jkt": 7}, "jkt", {"x5t#S256": "abc"}],
-    ids=["empty", "blank-jkt", "jkt-not-a-string", "not-an-object", "other-method"],
+    [{}, {"jkt": ""}, {"jkt": 7}, "jkt", {"x5t#S256": ""}, {"other": "abc"}],
+    ids=[
+        "empty",
+        "blank-jkt",
+        "jkt-not-a-string",
+        "not-an-object",
+        "blank-certificate",
+        "unknown-method",
+    ],
 )
 async def test_verify_confirmation_that_names_no_key_raises_invalid_token(
     verifier: TokenVerifier, rsa_signing_key: SigningKey, cnf: object
@@ -470,3 +477,16 @@ async def test_verify_confirmation_that_names_no_key_raises_invalid_token(
     token = sign(rsa_signing_key, claims(cnf=cnf))
 
     assert await refusal(verifier, token) == "invalid_token"
+
+
+async def test_verify_certificate_confirmation_is_read_for_the_gate(
+    verifier: TokenVerifier, rsa_signing_key: SigningKey
+) -> None:
+    token = sign(rsa_signing_key, claims(cnf={"x5t#S256": "thumb"}))
+
+    principal = await verifier.verify(token)
+
+    assert (principal.certificate_thumbprint, principal.key_thumbprint) == (
+        "thumb",
+        None,
+    )
