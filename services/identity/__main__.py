@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+
 import uvicorn
 
 from services.identity.app import create_app
 from services.identity.settings import IdentitySettings
 from shared.logging import configure_logging
+from shared.peer_certificate import PeerCertificateProtocol
 
 
 def main() -> None:
@@ -25,6 +28,12 @@ def main() -> None:
         timeout_graceful_shutdown=5,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
+        # Asked for, not required: only certificate-bound clients need one.
+        ssl_cert_reqs=(
+            ssl.CERT_OPTIONAL if settings.tls_client_ca_file else ssl.CERT_NONE
+        ),
+        ssl_ca_certs=settings.tls_client_ca_file,
+        http=PeerCertificateProtocol,
     )
 
 

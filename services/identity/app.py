@@ -34,8 +34,10 @@ from services.identity.keys import SIGNING_ALGORITHM, RealmKeys, generate_keys
 from services.identity.realm import Client, Realm, load_realm
 from services.identity.scopes import DEFAULT_GRANTED, Grant, grant
 from services.identity.settings import IdentitySettings
+from shared.auth.dpop import b64url_sha256
 from shared.errors import DependencyUnavailable
 from shared.logging import jti_prefix, log_event
+from shared.peer_certificate import peer_certificate
 from shared.secrets import SecretsManagerStore, SecretStore
 
 logger = logging.getLogger(__name__)
@@ -214,9 +216,10 @@ async def _issue(
     # no stranger can fill the record of used proofs.
     issuer = state.settings.issuer(realm.name)
     jkt = state.proofs.thumbprint(request, client, token_endpoint(issuer))
+    x5t = _certificate_thumbprint(client, request)
     granted = grant(client, form.get("scope", ""))
 
-    claims = _claims(state, realm, client, request, granted, jkt)
+    claims = _claims(state, realm, client, request, granted, jkt, x5t)
     access_token = jwt.encode(
         claims,
         state.keys.signing_key,
@@ -273,6 +276,7 @@ def _claims(
     request: Request,
     granted: Grant,
     jkt: str | None,
+    x5t: str | None = None,
 ) -> dict[str, Any]:
     """A client-credentials access token's claims, in Keycloak's shape.
 
@@ -309,6 +313,24 @@ def _claims(
     # Keycloak leaves realm_access out when the account has no realm roles.
     if client.roles:
         claims["realm_access"] = {"roles": list(client.roles)}
-    if jkt is not None:
-        claims["cnf"] = {"jkt": jkt}
+    confirmation = {"jkt": jkt, "x5t#S256": x5t}
+    if jkt is not None or x5t is not None:
+        claims["cnf"] = {k: v for k, v in confirmation.items() if v is not None}
     return claims
+
+
+def _certificate_thumbprint(client: Client, request: Request) -> str | None:
+    """RFC 8705: the thumbprint of the client certificate the token request
+    came with, for a client whose tokens are bound to it."""
+    if not client.certificate_bound:
+        return None
+    certificate = peer_certificate(request.scope)
+    if certificate is None:
+        raise OAuthError(
+            400,
+            "invalid_request",
+            "Client Certification missing for MTLS HoK Token Binding",
+            reason="certificate_missing",
+            client_id=client.client_id,
+        )
+    return b64url_sha256(certificate)

@@ -34,6 +34,7 @@ _AUDIENCE_MAPPER = "oidc-audience-mapper"
 
 # The client attribute with which Keycloak makes a DPoP proof mandatory.
 DPOP_BOUND_ATTRIBUTE = "dpop.bound.access.tokens"
+CERTIFICATE_BOUND_ATTRIBUTE = "tls.client.certificate.bound.access.tokens"
 
 # Client scopes Keycloak creates in every realm. A client may name them without
 # the file defining them; none of them adds an audience, so they are ignored.
@@ -80,6 +81,8 @@ class Client:
     subject: str
     # A token request without a DPoP proof is refused.
     dpop_bound: bool
+    certificate_bound: bool = False
+    """RFC 8705: tokens bound to the client certificate of the token request."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,8 @@ def parse_realm(raw: dict[str, Any]) -> Realm:
             service_accounts_enabled=rep.get("serviceAccountsEnabled") is True,
             enabled=rep.get("enabled", True) is True,
             subject=user_id or service_account_subject(name, client_id),
-            dpop_bound=_dpop_bound(rep, where),
+            dpop_bound=_flag(rep, where, DPOP_BOUND_ATTRIBUTE),
+            certificate_bound=_flag(rep, where, CERTIFICATE_BOUND_ATTRIBUTE),
         )
 
     return Realm(
@@ -260,14 +264,14 @@ def _scope_names(
     return [name for name in dict.fromkeys(names) if name in scopes]
 
 
-def _dpop_bound(rep: dict[str, Any], where: str) -> bool:
+def _flag(rep: dict[str, Any], where: str, attribute: str) -> bool:
     # Strict on purpose: a "True" or a JSON true silently read as false would
-    # turn the proof requirement off.
+    # turn a binding requirement off.
     attributes = _object(rep.get("attributes", {}), f"{where}.attributes")
-    value: object = attributes.get(DPOP_BOUND_ATTRIBUTE, "false")
+    value: object = attributes.get(attribute, "false")
     if value not in ("true", "false"):
         raise RealmError(
-            f"{where}.attributes", f'{DPOP_BOUND_ATTRIBUTE} must be "true" or "false"'
+            f"{where}.attributes", f'{attribute} must be "true" or "false"'
         )
     return value == "true"
 

@@ -32,6 +32,9 @@ class IdentitySettings(BaseSettings):
     # Serve HTTPS when both are set (uvicorn's own TLS).
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    tls_client_ca_file: str | None = None
+    """Ask callers for a client certificate from this CA (optional for them):
+    tokens of certificate-bound clients are bound to it (RFC 8705)."""
     # A PEM file for the RS256 signing key, kept across restarts; created when
     # missing. Empty means a fresh key at every start.
     signing_key_file: Path | None = None

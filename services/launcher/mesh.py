@@ -263,6 +263,7 @@ class LocalMesh:
             "MESH_IDP_PORT": str(port),
             "MESH_IDP_TLS_CERTFILE": cert,
             "MESH_IDP_TLS_KEYFILE": key,
+            "MESH_IDP_TLS_CLIENT_CA_FILE": str(self.addresses.ca_file),
             "MESH_IDP_SECRETS_PREFIX": CLIENT_SECRET_PREFIX,
             "MESH_IDP_AWS_REGION": REGION,
             "MESH_IDP_AWS_ENDPOINT_URL": self.addresses.urls["aws"],

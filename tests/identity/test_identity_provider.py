@@ -23,10 +23,11 @@ from services.identity.app import IdentityState, create_app
 from services.identity.clients import ClientSecrets
 from services.identity.dpop import TokenRequestProofs, UsedProofs, UsedProofsFull
 from services.identity.keys import RealmKeys, generate_keys, jwk_thumbprint
-from services.identity.realm import DEFAULT_REALM_FILE, load_realm
+from services.identity.realm import DEFAULT_REALM_FILE, RealmError, load_realm
 from services.identity.settings import IdentitySettings
-from shared.auth.dpop import DpopKey
+from shared.auth.dpop import DpopKey, b64url_sha256
 from shared.errors import DependencyUnavailable
+from shared.peer_certificate import PEER_CERTIFICATE
 from shared.secrets import StaticSecretStore
 
 REALM = "a2a-mesh"
@@ -1003,3 +1004,82 @@ def test_settings_strip_trailing_slash_of_public_url() -> None:
 def test_settings_refuse_bad_values(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         IdentitySettings(**overrides)
+
+
+# RFC 8705, as Keycloak's "OAuth 2.0 Mutual TLS Certificate Bound Access
+# Tokens": the token is bound to the client certificate of the token request.
+CERTIFICATE = b"the DER bytes of the caller's client certificate"
+BOUND_TO_CERTIFICATE = {
+    "document-processor": {
+        "attributes": {"tls.client.certificate.bound.access.tokens": "true"}
+    }
+}
+
+
+def with_peer_certificate(app: Any, certificate: bytes | None) -> Any:
+    """The app as uvicorn with PeerCertificateProtocol serves it over mTLS."""
+
+    async def serve(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "state": {**scope.get("state", {})}}
+            scope["state"][PEER_CERTIFICATE] = certificate
+        await app(scope, receive, send)
+
+    return serve
+
+
+async def test_token_of_certificate_bound_client_names_its_certificate(
+    tmp_path: Path, keys: RealmKeys
+) -> None:
+    realm_file = write_realm(tmp_path, BOUND_TO_CERTIFICATE)
+    app = create_app(make_settings(realm_file), StaticSecretStore(SECRETS), keys=keys)
+
+    async with client_for(with_peer_certificate(app, CERTIFICATE)) as idp:
+        response = await idp.post(TOKEN_PATH, data=form("document-processor"))
+
+    assert response.status_code == 200
+    assert claims_of(response)["cnf"] == {"x5t#S256": b64url_sha256(CERTIFICATE)}
+    assert response.json()["token_type"] == "Bearer"
+
+
+async def test_certificate_bound_client_without_a_certificate_returns_400(
+    tmp_path: Path, keys: RealmKeys
+) -> None:
+    realm_file = write_realm(tmp_path, BOUND_TO_CERTIFICATE)
+    app = create_app(make_settings(realm_file), StaticSecretStore(SECRETS), keys=keys)
+
+    async with client_for(with_peer_certificate(app, None)) as idp:
+        response = await idp.post(TOKEN_PATH, data=form("document-processor"))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "Client Certification missing for MTLS HoK Token Binding",
+    }
+
+
+async def test_token_of_a_client_not_bound_to_certificates_ignores_one(
+    keys: RealmKeys,
+) -> None:
+    app = create_app(make_settings(), StaticSecretStore(SECRETS), keys=keys)
+
+    async with client_for(with_peer_certificate(app, CERTIFICATE)) as idp:
+        response = await idp.post(TOKEN_PATH, data=form("document-processor"))
+
+    assert "cnf" not in claims_of(response)
+
+
+def test_realm_certificate_binding_attribute_must_be_true_or_false(
+    tmp_path: Path,
+) -> None:
+    realm_file = write_realm(
+        tmp_path,
+        {
+            "viewer": {
+                "attributes": {"tls.client.certificate.bound.access.tokens": "yes"}
+            }
+        },
+    )
+
+    with pytest.raises(RealmError, match="must be"):
+        load_realm(realm_file)
