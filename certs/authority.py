@@ -33,6 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 DEFAULT_OUT_DIR = Path("certs/out")
 DEFAULT_SERVICES = ("orchestrator", "extractor", "validator", "archivist", "identity")
 INFRASTRUCTURE = ("postgres", "s3")
+# The private DNS namespace the deployment registers services in (Cloud Map);
+# compose uses the bare service names.
+SERVICE_NAMESPACE = "a2a-mesh.local"
 RENEW_BEFORE = timedelta(days=7)
 ORGANIZATION = "a2a-mesh development"
 
@@ -176,7 +179,7 @@ def _ensure_dev_certs(
 
     servers: dict[str, CertPair] = {}
     for name in (*INFRASTRUCTURE, *services):
-        hostnames = [name, "localhost", "127.0.0.1"]
+        hostnames = [name, f"{name}.{SERVICE_NAMESPACE}", "localhost", "127.0.0.1"]
         pair = CertPair(out_dir / f"{name}.pem", out_dir / f"{name}.key")
         if not _leaf_is_reusable(pair, ca, ExtendedKeyUsageOID.SERVER_AUTH, hostnames):
             pair = issue_server_cert(ca, out_dir, name, hostnames, days=days)

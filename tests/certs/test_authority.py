@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from certs.authority import (
+    SERVICE_NAMESPACE,
     CertPair,
     create_ca,
     ensure_dev_certs,
@@ -228,6 +229,24 @@ def test_ensure_dev_certs_issues_infrastructure_and_service_certificates(
     assert made.ca.cert_path == tmp_path / "ca.pem"
     assert made.client("archivist").cert_path == tmp_path / "archivist-client.pem"
     _verify_server(made.ca, made.server("s3"), x509.DNSName("s3"))
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        x509.DNSName("archivist"),
+        x509.DNSName(f"archivist.{SERVICE_NAMESPACE}"),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ],
+    ids=["compose-name", "cloud-map-name", "localhost", "loopback"],
+)
+def test_service_certificate_answers_to_every_name_it_is_reached_by(
+    tmp_path: Path, hostname: x509.DNSName | x509.IPAddress
+) -> None:
+    made = ensure_dev_certs(tmp_path, ["archivist"])
+
+    _verify_server(made.ca, made.server("archivist"), hostname)
 
 
 def test_ensure_dev_certs_reuses_existing_ca_and_certificates(tmp_path: Path) -> None:
