@@ -7,11 +7,13 @@ other side comes back as ``RemoteError`` with its code and data intact.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -45,6 +47,7 @@ class AgentClient:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._url = f"{self.base_url}/a2a"
+        self._tls_name = _tls_name(name, self.base_url)
         self._http = http
         self._tokens = tokens
 
@@ -82,7 +85,9 @@ class AgentClient:
 
         started = time.perf_counter()
         try:
-            response = await self._http.post(self._url, content=body, headers=headers)
+            response = await self._http.post(
+                self._url, content=body, headers=headers, extensions=self._tls_name
+            )
             reply = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             log_event(
@@ -104,6 +109,22 @@ class AgentClient:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return _result(self.name, reply)
+
+
+def _tls_name(name: str, base_url: str) -> dict[str, str]:
+    """The name the agent's certificate must carry, when the URL has none.
+
+    Every mesh certificate also names localhost and 127.0.0.1, so a call to
+    an address would accept any of them, the database's included: the
+    certificate is then checked against the agent's own name instead.
+    """
+    host = urlsplit(base_url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            return {}
+    return {"sni_hostname": name}
 
 
 def _result(target: str, body: Any) -> Any:

@@ -52,4 +52,7 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         ssl_ca_certs=settings.tls_client_ca_file,
         # Puts the client certificate into each request (RFC 8705 checks).
         http=PeerCertificateProtocol,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or
+        # FORWARDED_ALLOW_IPS); only our ProxyMiddleware decides that.
+        proxy_headers=False,
     )

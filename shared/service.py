@@ -120,13 +120,14 @@ def create_service_app(
     app.add_middleware(
         AuthMiddleware, body_limits={"/a2a": body_limit, **(protected or {})}
     )
-    app.add_middleware(CorrelationMiddleware)
-    # Outermost: every later step sees the real client address.
+    # Before the gate, so that it sees the real client address; inside the
+    # correlation id, so that its own refusals carry one.
     app.add_middleware(
         ProxyMiddleware,
         trusted=settings.trusted_proxies,
         trust_alb_certificates=settings.trust_alb_client_certificates,
     )
+    app.add_middleware(CorrelationMiddleware)
     _add_common_routes(app, settings, description)
     return app
 

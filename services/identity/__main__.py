@@ -34,6 +34,7 @@ def main() -> None:
         ),
         ssl_ca_certs=settings.tls_client_ca_file,
         http=PeerCertificateProtocol,
+        proxy_headers=False,
     )
 
 

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -64,15 +65,7 @@ class ProxyMiddleware:
         if any(name in headers for name in ALB_CERTIFICATE_HEADERS) and not (
             from_proxy and self._alb_certificates
         ):
-            log_event(
-                logger,
-                "authentication_failure",
-                level=logging.WARNING,
-                outcome="refused",
-                reason="untrusted_certificate_header",
-                client_address=peer[0] if peer else None,
-                path=scope.get("path"),
-            )
+            _record(scope, "untrusted_certificate_header")
             await _refuse(send, "untrusted_certificate_header")
             return
 
@@ -82,6 +75,7 @@ class ProxyMiddleware:
                 try:
                     _adopt_forwarded_certificate(scope, headers)
                 except ValueError:
+                    _record(scope, "malformed_certificate_header")
                     await _refuse(send, "malformed_certificate_header")
                     return
             forwarded = headers.get(b"x-forwarded-for")
@@ -131,6 +125,29 @@ def _adopt_forwarded_certificate(scope: Scope, headers: dict[bytes, bytes]) -> N
     state = dict(scope.get("state") or {})
     state[PEER_CERTIFICATE] = certificate.public_bytes(serialization.Encoding.DER)
     scope["state"] = state
+
+
+def _record(scope: Scope, reason: str) -> None:
+    """Into the service's audit trail (log and table) when it has one."""
+    peer = scope.get("client")
+    fields: dict[str, Any] = {
+        "reason": reason,
+        "client_address": peer[0] if peer else None,
+        "path": scope.get("path"),
+    }
+    app = scope.get("app")
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    audit = getattr(getattr(runtime, "gate", None), "audit", None)
+    if audit is not None:
+        audit.record("authentication_failure", outcome="refused", **fields)
+    else:
+        log_event(
+            logger,
+            "authentication_failure",
+            level=logging.WARNING,
+            outcome="refused",
+            **fields,
+        )
 
 
 async def _refuse(send: Send, reason: str) -> None:

@@ -169,3 +169,25 @@ async def test_token_bound_to_certificate_a_over_certificate_b_is_refused(
 
     assert response.status_code == 401
     assert response.json()["error"]["data"] == {"reason": "certificate_mismatch"}
+
+
+@pytest.mark.parametrize(
+    ("address_of", "expected_name", "accepted"),
+    [("extractor", "extractor", True), ("validator", "extractor", False)],
+    ids=["the-extractor-itself", "another-mesh-server-posing-as-it"],
+)
+async def test_agent_called_by_address_must_show_its_own_name(
+    mesh: LocalMesh, address_of: str, expected_name: str, accepted: bool
+) -> None:
+    # Every mesh certificate names 127.0.0.1; called by address, the client
+    # checks the agent's own name instead (what AgentClient sends as SNI).
+    async with httpx.AsyncClient(verify=mesh.tls_context(), timeout=10) as http:
+        call = http.get(
+            f"{mesh.url(address_of)}/health",
+            extensions={"sni_hostname": expected_name},
+        )
+        if accepted:
+            assert (await call).status_code == 200
+        else:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await call

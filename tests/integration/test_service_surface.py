@@ -5,11 +5,14 @@ them; and what it no longer shows: an OpenAPI map."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import asyncpg
 import httpx
 import pytest
 
 from services.launcher.mesh import LocalMesh
+from tests.helpers.evidence import security_events
 from tests.helpers.mesh import client_token
 
 pytestmark = pytest.mark.integration
@@ -97,3 +100,44 @@ async def test_admin_query_numbers_are_plain_whole_numbers(
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "extractor"])
+async def test_forwarded_for_from_an_untrusted_peer_is_not_believed(
+    mesh: LocalMesh, database: asyncpg.Connection, service: str
+) -> None:
+    # No proxy is trusted here: the audit names the real peer, whatever the
+    # caller writes in X-Forwarded-For (uvicorn's own belief is off too).
+    cid = f"xff-{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        await http.post(
+            f"{mesh.url(service)}/a2a",
+            headers={
+                "Authorization": "Bearer not-a-token",
+                "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                "X-Forwarded-Proto": "http",
+                "X-Correlation-ID": cid,
+            },
+            content=b"{}",
+        )
+
+    rows = await security_events(database, cid)
+    assert [r["client_address"] for r in rows] == ["127.0.0.1"]
+
+
+async def test_refused_certificate_header_is_kept_as_a_security_event(
+    mesh: LocalMesh, database: asyncpg.Connection
+) -> None:
+    cid = f"alb-{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        response = await http.post(
+            f"{mesh.url('orchestrator')}/a2a",
+            headers={"X-Amzn-Mtls-Clientcert": "x", "X-Correlation-ID": cid},
+            content=b"{}",
+        )
+
+    assert response.status_code == 401
+    rows = await security_events(database, cid)
+    assert [(r["event"], r["reason"]) for r in rows] == [
+        ("authentication_failure", "untrusted_certificate_header")
+    ]

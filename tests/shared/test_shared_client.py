@@ -13,7 +13,7 @@ import respx
 
 from shared.auth.dpop import DpopKey, ProofVerifier
 from shared.auth.service_token import ServiceTokenProvider
-from shared.client import AgentClient
+from shared.client import AgentClient, _tls_name
 from shared.errors import DependencyUnavailable, RemoteError
 from shared.logging import correlation_id
 from shared.secrets import StaticSecretStore
@@ -302,3 +302,20 @@ async def test_call_revoked_token_is_renewed_and_retried_with_a_fresh_proof(
     first, second = (call.request for call in peer.calls)
     assert second.headers["authorization"] == "DPoP tok-2"
     assert proof_of(first, "tok-1") != proof_of(second, "tok-2")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "pinned"),
+    [
+        ("https://127.0.0.1:8443", {"sni_hostname": "extractor"}),
+        ("https://[::1]:8443", {"sni_hostname": "extractor"}),
+        ("https://localhost:8443", {"sni_hostname": "extractor"}),
+        ("https://extractor:8002", {}),
+        ("https://extractor.a2a-mesh.local:8002", {}),
+    ],
+)
+def test_agent_called_by_address_is_checked_against_its_name(
+    base_url: str, pinned: dict[str, str]
+) -> None:
+    # Every mesh certificate names the loopback address; a name does not.
+    assert _tls_name("extractor", base_url) == pinned
