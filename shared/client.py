@@ -47,7 +47,7 @@ class AgentClient:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._url = f"{self.base_url}/a2a"
-        self._tls_name = _tls_name(name, self.base_url)
+        self._tls_extensions = pinned_server_name(name, self.base_url)
         self._http = http
         self._tokens = tokens
 
@@ -86,7 +86,10 @@ class AgentClient:
         started = time.perf_counter()
         try:
             response = await self._http.post(
-                self._url, content=body, headers=headers, extensions=self._tls_name
+                self._url,
+                content=body,
+                headers=headers,
+                extensions=self._tls_extensions,
             )
             reply = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -111,7 +114,7 @@ class AgentClient:
         return _result(self.name, reply)
 
 
-def _tls_name(name: str, base_url: str) -> dict[str, str]:
+def pinned_server_name(name: str, base_url: str) -> dict[str, str]:
     """The name the agent's certificate must carry, when the URL has none.
 
     Every mesh certificate also names localhost and 127.0.0.1, so a call to

@@ -13,7 +13,7 @@ import respx
 
 from shared.auth.dpop import DpopKey, ProofVerifier
 from shared.auth.service_token import ServiceTokenProvider
-from shared.client import AgentClient, _tls_name
+from shared.client import AgentClient, pinned_server_name
 from shared.errors import DependencyUnavailable, RemoteError
 from shared.logging import correlation_id
 from shared.secrets import StaticSecretStore
@@ -318,4 +318,4 @@ def test_agent_called_by_address_is_checked_against_its_name(
     base_url: str, pinned: dict[str, str]
 ) -> None:
     # Every mesh certificate names the loopback address; a name does not.
-    assert _tls_name("extractor", base_url) == pinned
+    assert pinned_server_name("extractor", base_url) == pinned
