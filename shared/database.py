@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -24,6 +24,7 @@ from shared.settings import DatabaseSettings
 from shared.tls import client_context
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Any fixed number will do, as long as every service uses the same one.
 _MIGRATION_LOCK = 0x6132615F6D657368
@@ -145,12 +146,9 @@ async def _translated() -> AsyncIterator[None]:
 async def create_pool(settings: DatabaseSettings, secrets: SecretStore) -> Pool:
     """A connection pool, with one retry after re-reading the password."""
     try:
-        return await _connect(settings, secrets)
-    except asyncpg.InvalidPasswordError:
-        secrets.refresh(settings.db_password_secret_id)
-
-    try:
-        return await _connect(settings, secrets)
+        return await _reread_on_refusal(
+            settings, secrets, lambda: _connect(settings, secrets)
+        )
     except asyncpg.InvalidPasswordError as exc:
         log_event(
             logger,
@@ -169,13 +167,27 @@ async def connect(
     """One connection outside the pool, for a long ``LISTEN``; same TLS rules,
     and the same second try with the secret read again after a rotation."""
     options = await _options(settings, secrets)
-    try:
+
+    async def attempt() -> asyncpg.Connection:
         connection: asyncpg.Connection = await asyncpg.connect(**options)
+        return connection
+
+    return await _reread_on_refusal(settings, secrets, attempt)
+
+
+async def _reread_on_refusal(
+    settings: DatabaseSettings,
+    secrets: SecretStore,
+    attempt: Callable[[], Awaitable[T]],
+) -> T:
+    """``attempt``, and once more after reading the password secret again if
+    the server refused the password: a rotation costs no outage."""
+    try:
+        return await attempt()
     except asyncpg.InvalidPasswordError:
         log_event(logger, "database.password_reread", level=logging.WARNING)
         secrets.refresh(settings.db_password_secret_id)
-        connection = await asyncpg.connect(**options)
-    return connection
+    return await attempt()
 
 
 async def _options(settings: DatabaseSettings, secrets: SecretStore) -> dict[str, Any]:
