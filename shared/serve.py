@@ -6,7 +6,7 @@ import logging
 import ssl
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,16 +43,36 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         # Idle keep-alive TLS connections would otherwise hold the shutdown
         # until their clients close them; in-flight requests get this long.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
         # Mutual TLS: without a certificate from the mesh CA, no handshake.
-        ssl_cert_reqs=(
-            ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE
+        **server_tls(
+            settings.tls_certfile,
+            settings.tls_keyfile,
+            client_ca_file=settings.tls_client_ca_file,
+            client_certificate=ssl.CERT_REQUIRED,
         ),
-        ssl_ca_certs=settings.tls_client_ca_file,
-        # Puts the client certificate into each request (RFC 8705 checks).
-        http=PeerCertificateProtocol,
+    )
+
+
+def server_tls(
+    certfile: str | None,
+    keyfile: str | None,
+    *,
+    client_ca_file: str | None,
+    client_certificate: ssl.VerifyMode,
+) -> dict[str, Any]:
+    """uvicorn's options for a mesh listener: HTTPS when a certificate is
+    given, client certificates from ``client_ca_file`` asked for (required or
+    optional) when it is set, and the client certificate put into each
+    request for RFC 8705 checks."""
+    options: dict[str, Any] = {
+        "ssl_certfile": certfile,
+        "ssl_keyfile": keyfile,
+        "http": PeerCertificateProtocol,
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or
         # FORWARDED_ALLOW_IPS); only our ProxyMiddleware decides that.
-        proxy_headers=False,
-    )
+        "proxy_headers": False,
+    }
+    if client_ca_file:
+        options["ssl_cert_reqs"] = client_certificate
+        options["ssl_ca_certs"] = client_ca_file
+    return options

@@ -9,7 +9,7 @@ import uvicorn
 from services.identity.app import create_app
 from services.identity.settings import IdentitySettings
 from shared.logging import configure_logging
-from shared.peer_certificate import PeerCertificateProtocol
+from shared.serve import server_tls
 
 
 def main() -> None:
@@ -26,15 +26,13 @@ def main() -> None:
         # Keep-alive connections from the services would otherwise hold a
         # SIGTERM for as long as they stay open.
         timeout_graceful_shutdown=5,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
         # Asked for, not required: only certificate-bound clients need one.
-        ssl_cert_reqs=(
-            ssl.CERT_OPTIONAL if settings.tls_client_ca_file else ssl.CERT_NONE
+        **server_tls(
+            settings.tls_certfile,
+            settings.tls_keyfile,
+            client_ca_file=settings.tls_client_ca_file,
+            client_certificate=ssl.CERT_OPTIONAL,
         ),
-        ssl_ca_certs=settings.tls_client_ca_file,
-        http=PeerCertificateProtocol,
-        proxy_headers=False,
     )
 
 
