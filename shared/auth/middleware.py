@@ -129,7 +129,7 @@ class AuthMiddleware:
             slow = InvalidRequest(
                 "Request body not received in time", data={"reason": "body_timeout"}
             )
-            await _send_error(send, slow, [(b"connection", b"close")], status=408)
+            await send_error(send, slow, [(b"connection", b"close")], status=408)
             return
         except PayloadTooLarge as refusal:
             gate.audit.record(
@@ -139,15 +139,15 @@ class AuthMiddleware:
                 path=scope["path"],
                 client_address=_client_address(scope),
             )
-            await _send_error(send, refusal, [])
+            await send_error(send, refusal, [])
             return
         except AuthError as refusal:
-            await _send_error(send, refusal, self._challenge(refusal))
+            await send_error(send, refusal, self._challenge(refusal))
             return
         except DependencyUnavailable as error:
             # The replay store is the database: without it no proof can be
             # shown unused, so the request is refused, and said to be retryable.
-            await _send_error(send, error, [(b"retry-after", b"1")], status=503)
+            await send_error(send, error, [(b"retry-after", b"1")], status=503)
             return
 
         scope.setdefault("state", {})["principal"] = principal
@@ -214,13 +214,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _send_error(
+async def send_error(
     send: Send,
     refusal: MeshError,
     extra: list[tuple[bytes, bytes]],
     *,
     status: int | None = None,
 ) -> None:
+    """Answer with the JSON-RPC error body of ``refusal``, never cached."""
     reply = error_reply(refusal)
     headers = [
         (b"content-type", b"application/json"),

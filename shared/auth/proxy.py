@@ -11,7 +11,6 @@ it is trying to pass off a certificate they did not present.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.auth.middleware import send_error
 from shared.errors import Unauthenticated
-from shared.jsonrpc import error_reply
 from shared.logging import log_event
 from shared.peer_certificate import PEER_CERTIFICATE
 
@@ -154,15 +153,4 @@ async def _refuse(send: Send, reason: str) -> None:
     refusal = Unauthenticated(
         reason, "Client certificate headers are accepted only from the trusted ALB"
     )
-    reply = error_reply(refusal)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": reply.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": json.dumps(reply.body).encode()})
+    await send_error(send, refusal, [])
