@@ -240,8 +240,14 @@ def _encodable(text: str) -> bool:
 def _params(method: Method[P], raw: dict[str, Any] | list[Any] | None) -> P:
     if isinstance(raw, list):
         raise InvalidParams("Parameters must be given by name, as an object")
+    return validate_params(method.params, raw or {})
+
+
+def validate_params(schema: type[P], raw: object) -> P:
+    """``raw`` as ``schema``, or -32602 naming each field and its problem
+    (never echoing the input)."""
     try:
-        return method.params.model_validate(raw or {})
+        return schema.model_validate(raw)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from shared.errors import (
     DependencyUnavailable,
@@ -26,7 +26,7 @@ from shared.errors import (
     MeshError,
     ParseError,
 )
-from shared.jsonrpc import Params
+from shared.jsonrpc import Params, validate_params
 from shared.logging import jti_prefix
 from shared.runtime import Runtime
 from shared.service import MeshJSONResponse, mesh_error_response, principal_of
@@ -135,14 +135,7 @@ def _revoke_params(body: bytes) -> RevokeParams:
         raw = json.loads(body)
     except (ValueError, RecursionError):
         raise ParseError() from None
-    try:
-        return RevokeParams.model_validate(raw)
-    except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidParams(data={"errors": problems}) from None
+    return validate_params(RevokeParams, raw)
 
 
 def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
