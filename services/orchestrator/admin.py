@@ -54,11 +54,12 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.post("/admin/revoke-token")
     async def revoke_token(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
+        started = time.perf_counter()
         try:
             admin = _admin(request, runtime)
             params = _revoke_params(await request.body())
         except MeshError as error:
-            return _refuse(runtime, request, error)
+            return _refuse(runtime, request, error, started)
 
         expires_at = time.time() + runtime.policy.tokens.max_lifetime_seconds
         expires_at += runtime.policy.tokens.leeway_seconds
@@ -94,11 +95,12 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.get("/admin/revoked-tokens")
     async def revoked_tokens(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
+        started = time.perf_counter()
         try:
             _admin(request, runtime)
             limit = _int_query(request, "limit", 100, 1, 1000)
         except MeshError as error:
-            return _refuse(runtime, request, error)
+            return _refuse(runtime, request, error, started)
         try:
             tokens = await runtime.security.revoked_tokens(limit)
         except DependencyUnavailable as error:
@@ -108,11 +110,12 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.get("/admin/security-stats")
     async def security_stats(request: Request) -> MeshJSONResponse:
         runtime: Runtime = request.app.state.runtime
+        started = time.perf_counter()
         try:
             _admin(request, runtime)
             window = _int_query(request, "window_seconds", 3600, 1, 30 * 86400)
         except MeshError as error:
-            return _refuse(runtime, request, error)
+            return _refuse(runtime, request, error, started)
         # Rows still queued on this replica are not counted yet: written
         # first, the answer includes everything refused until now.
         await runtime.gate.audit.flush()
@@ -151,17 +154,16 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def _refuse(runtime: Runtime, request: Request, error: MeshError) -> MeshJSONResponse:
-    principal = principal_of(request)
-    event = "authorization_failure" if isinstance(error, Forbidden) else "invalid_input"
-    runtime.gate.audit.record(
-        event,
-        outcome="refused",
-        reason=getattr(error, "reason", type(error).__name__),
-        principal=principal.subject,
-        client_id=principal.client_id,
+def _refuse(
+    runtime: Runtime, request: Request, error: MeshError, started: float
+) -> MeshJSONResponse:
+    runtime.gate.audit.outcome(
+        principal_of(request),
+        method=None,
         path=request.url.path,
         client_address=request.client.host if request.client else None,
+        started=started,
+        error=error,
     )
     status = error.http_status if error.http_status != 200 else 400
     return mesh_error_response(error, status)
