@@ -21,7 +21,7 @@ from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
 from shared.auth.proxy import ProxyMiddleware
-from shared.errors import InternalError, MeshError, PayloadTooLarge
+from shared.errors import InternalError, MeshError
 from shared.jsonrpc import Call, Dispatcher, Method, error_reply
 from shared.logging import correlation_id, log_event
 from shared.runtime import Runtime, open_runtime
@@ -138,22 +138,6 @@ def principal_of(request: Request) -> Principal:
     if not isinstance(principal, Principal):
         raise RuntimeError("route is not behind the auth middleware")
     return principal
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
-
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def mesh_error_response(

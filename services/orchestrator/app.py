@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI, Request
 
 from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
-from services.orchestrator.methods import MULTIPART_OVERHEAD, Orchestrator
+from services.orchestrator.methods import Orchestrator
 from services.orchestrator.pipeline import Agents, Pipeline
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
@@ -34,6 +34,8 @@ from shared.service import (
 from shared.storage import DocumentStorage
 
 _RESUME_LIMIT = 10_000
+# Room for the multipart framing around the largest file.
+_MULTIPART_OVERHEAD = 64 * 1024
 
 # A plain HTTP route answers with the HTTP status a client library expects.
 _UPLOAD_STATUS: dict[type[MeshError], int] = {
@@ -83,8 +85,7 @@ def create_app(
         secrets=secrets,
         policy=policy,
         protected={
-            # Room for the multipart framing around the largest file.
-            "/documents": policy.limits.max_upload_bytes + MULTIPART_OVERHEAD,
+            "/documents": policy.limits.max_upload_bytes + _MULTIPART_OVERHEAD,
             "/admin": ADMIN_BODY_BYTES,
         },
     )

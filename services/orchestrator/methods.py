@@ -22,12 +22,10 @@ from shared.errors import InvalidParams, MeshError, PayloadTooLarge, TaskNotFoun
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import correlation_id, log_event
 from shared.lookup import GetDocumentParams, SearchParams, lookup_methods
-from shared.service import principal_of, read_body
+from shared.service import principal_of
 from shared.storage import DocumentStorage
 
 logger = logging.getLogger(__name__)
-
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 class ProcessParams(Params):
@@ -164,7 +162,8 @@ class Orchestrator:
         self, request: Request, *, max_bytes: int, prefix: str
     ) -> dict[str, Any]:
         """Store a multipart ``file`` in S3 and start its task."""
-        body = await read_body(request, max_bytes + MULTIPART_OVERHEAD)
+        # The auth middleware has read the body, within the upload limit.
+        body = await request.body()
         upload = await _single_file(request, body)
         content_type = content_type_of(upload)
         data = await upload.read()
