@@ -223,8 +223,7 @@ class LocalMesh:
     def client_certificate(self) -> tuple[Path, Path]:
         """The certificate the launcher and tests present to the agents: the
         orchestrator's, since it is the one client the agents expect."""
-        stem = self.certs_dir / "orchestrator-client"
-        return stem.with_suffix(".pem"), stem.with_suffix(".key")
+        return self._client_pair("orchestrator")
 
     def tls_context(self) -> ssl.SSLContext:
         """A client context for any service of this mesh, agents included."""
@@ -257,6 +256,11 @@ class LocalMesh:
         # ensure_dev_certs names each server's files after the server.
         return str(self.certs_dir / f"{name}.pem"), str(self.certs_dir / f"{name}.key")
 
+    def _client_pair(self, name: str) -> tuple[Path, Path]:
+        # ... and each client's after the client, with "-client".
+        stem = self.certs_dir / f"{name}-client"
+        return stem.with_suffix(".pem"), stem.with_suffix(".key")
+
     def _identity_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)
         return self._base_env() | {
@@ -275,13 +279,13 @@ class LocalMesh:
     def _service_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)
         ca = str(self.addresses.ca_file)
-        client = self.certs_dir / f"{name}-client"
+        client_cert, client_key = self._client_pair(name)
         env = self._base_env() | {
             "MESH_PORT": str(port),
             "MESH_TLS_CERTFILE": cert,
             "MESH_TLS_KEYFILE": key,
-            "MESH_TLS_CLIENT_CERTFILE": str(client.with_suffix(".pem")),
-            "MESH_TLS_CLIENT_KEYFILE": str(client.with_suffix(".key")),
+            "MESH_TLS_CLIENT_CERTFILE": str(client_cert),
+            "MESH_TLS_CLIENT_KEYFILE": str(client_key),
             "MESH_CA_FILE": ca,
             "MESH_ISSUER": self.addresses.issuer,
             "MESH_LOG_LEVEL": self._log_level,
