@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -58,14 +57,13 @@ from shared.auth.jwks import JwksCache
 from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
-from shared.auth.ratelimit import RateLimiter
 from shared.auth.replay import ReplayGuard
-from shared.auth.revocation import RevocationList
 from shared.auth.store import PostgresSecurityStore
 from shared.auth.verifier import TokenVerifier
 from shared.database import Database, apply_migrations, connect, create_pool
 from shared.jsonrpc import Call, Dispatcher, Method, Params
 from shared.logging import configure_logging, correlation_id
+from shared.runtime import open_gate
 from shared.secrets import StaticSecretStore
 from shared.service import MeshJSONResponse, principal_of
 from shared.settings import DatabaseSettings
@@ -271,33 +269,19 @@ async def open_security(db: DbConfig, jwks: dict[str, Any]) -> AsyncIterator[Sec
         if not keys.loaded:
             raise RuntimeError("the in-process JWKS did not load")
 
-        audit = Audit(SERVICE, store)
-        revocations = RevocationList(store)
-        await revocations.reload()
-        verifier = TokenVerifier(
-            keys,
-            issuer=ISSUER,
-            audience=SERVICE,
-            algorithms=("RS256", "PS256", "ES256"),
-            leeway_seconds=policy.tokens.leeway_seconds,
-            max_lifetime_seconds=policy.tokens.max_lifetime_seconds,
-        )
-        proofs = ProofVerifier(max_age_seconds=policy.tokens.proof_max_age_seconds)
-        replay = ReplayGuard(store, SERVICE)
-        gate = SecurityGate(
+        gate = await open_gate(
+            stack,
             service=SERVICE,
-            verifier=verifier,
-            proofs=proofs,
-            replay=replay,
-            revocations=revocations,
-            policy=policy,
-            audit=audit,
+            audience=SERVICE,
+            issuer=ISSUER,
+            algorithms=("RS256", "PS256", "ES256"),
             accept_bearer=False,
-            limiter=RateLimiter(),
+            policy=policy,
+            keys=keys,
+            store=store,
+            listen=partial(connect, settings, secret_store),
         )
-        background(stack, audit.run())
-        background(stack, revocations.follow(partial(connect, settings, secret_store)))
-        yield Security(gate, verifier, proofs, replay, database)
+        yield Security(gate, gate.verifier, gate.proofs, gate.replay, database)
 
 
 def jwks_client(jwks: dict[str, Any]) -> httpx.AsyncClient:
@@ -309,18 +293,6 @@ def jwks_client(jwks: dict[str, Any]) -> httpx.AsyncClient:
         return httpx.Response(404)
 
     return httpx.AsyncClient(transport=httpx.MockTransport(answer))
-
-
-def background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
-    """Run ``work`` until ``stack`` closes, as the runtime runs its tasks."""
-    task = asyncio.ensure_future(work)
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    stack.push_async_callback(stop)
 
 
 class NoOpGate(SecurityGate):

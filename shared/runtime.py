@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,7 +22,7 @@ from shared.auth.gate import SecurityGate
 from shared.auth.jwks import JwksCache
 from shared.auth.policy import SecurityPolicy
 from shared.auth.replay import ReplayGuard
-from shared.auth.revocation import RevocationList
+from shared.auth.revocation import Connect, RevocationList
 from shared.auth.service_token import ServiceTokenProvider
 from shared.auth.store import PostgresSecurityStore
 from shared.auth.verifier import TokenVerifier
@@ -123,31 +123,18 @@ async def open_runtime(
         )
         await keys.refresh()
 
-        audit = Audit(settings.service_name, store)
-        revocations = RevocationList(store)
-        await revocations.reload()
-        proofs = ProofVerifier(max_age_seconds=policy.tokens.proof_max_age_seconds)
-        gate = SecurityGate(
+        gate = await open_gate(
+            stack,
             service=settings.service_name,
-            verifier=TokenVerifier(
-                keys,
-                issuer=settings.realm_url,
-                audience=settings.accepted_audience,
-                algorithms=settings.allowed_algorithms,
-                leeway_seconds=policy.tokens.leeway_seconds,
-                max_lifetime_seconds=policy.tokens.max_lifetime_seconds,
-            ),
-            proofs=proofs,
-            replay=ReplayGuard(store, settings.accepted_audience),
-            revocations=revocations,
-            policy=policy,
-            audit=audit,
+            audience=settings.accepted_audience,
+            issuer=settings.realm_url,
+            algorithms=settings.allowed_algorithms,
             accept_bearer=settings.accept_bearer_tokens,
+            policy=policy,
+            keys=keys,
+            store=store,
+            listen=partial(connect, settings, secrets),
         )
-
-        _background(stack, audit.run())
-        _background(stack, revocations.follow(partial(connect, settings, secrets)))
-        _background(stack, _every(_PROOF_CLEANUP_SECONDS, store.forget_expired_proofs))
 
         yield Runtime(
             settings=settings,
@@ -159,12 +146,56 @@ async def open_runtime(
             keys=keys,
             gate=gate,
             policy=policy,
-            revocations=revocations,
+            revocations=gate.revocations,
             dpop_key=DpopKey(),
         )
 
 
-def _background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
+async def open_gate(
+    stack: AsyncExitStack,
+    *,
+    service: str,
+    audience: str,
+    issuer: str,
+    algorithms: Iterable[str],
+    accept_bearer: bool,
+    policy: SecurityPolicy,
+    keys: JwksCache,
+    store: PostgresSecurityStore,
+    listen: Connect,
+) -> SecurityGate:
+    """The security gate as every service runs it, its background work (the
+    audit writer, the revocation listener, the clean-up of used proofs) tied
+    to ``stack``. The benchmark builds it here too, to measure the real one."""
+    audit = Audit(service, store)
+    revocations = RevocationList(store)
+    await revocations.reload()
+    gate = SecurityGate(
+        service=service,
+        verifier=TokenVerifier(
+            keys,
+            issuer=issuer,
+            audience=audience,
+            algorithms=algorithms,
+            leeway_seconds=policy.tokens.leeway_seconds,
+            max_lifetime_seconds=policy.tokens.max_lifetime_seconds,
+        ),
+        proofs=ProofVerifier(max_age_seconds=policy.tokens.proof_max_age_seconds),
+        replay=ReplayGuard(store, audience),
+        revocations=revocations,
+        policy=policy,
+        audit=audit,
+        accept_bearer=accept_bearer,
+    )
+
+    background(stack, audit.run())
+    background(stack, revocations.follow(listen))
+    background(stack, _every(_PROOF_CLEANUP_SECONDS, store.forget_expired_proofs))
+    return gate
+
+
+def background(stack: AsyncExitStack, work: Awaitable[object]) -> None:
+    """Run ``work`` until ``stack`` closes; a crash on the way is logged."""
     task = asyncio.ensure_future(work)
     task.add_done_callback(_report_crash)
 

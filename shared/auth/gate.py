@@ -92,10 +92,10 @@ class SecurityGate:
         limiter: RateLimiter | None = None,
     ) -> None:
         self._service = service
-        self._verifier = verifier
-        self._proofs = proofs
-        self._replay = replay
-        self._revocations = revocations
+        self.verifier = verifier
+        self.proofs = proofs
+        self.replay = replay
+        self.revocations = revocations
         self._policy = policy
         self.audit = audit
         self._accept_bearer = accept_bearer
@@ -118,12 +118,12 @@ class SecurityGate:
         principal: Principal | None = None
         try:
             credentials = read_credentials(arrival.authorization, arrival.proofs)
-            principal = await self._verifier.verify(credentials.token)
+            principal = await self.verifier.verify(credentials.token)
             if self._callers is not None and principal.client_id not in self._callers:
                 raise Forbidden(
                     "client_not_allowed", f"Client may not call the {self._service}"
                 )
-            if self._revocations.is_revoked(principal.jti):
+            if self.revocations.is_revoked(principal.jti):
                 raise TokenRevoked("token_revoked", "Token has been revoked")
             _check_certificate(principal, arrival.client_certificate)
             proof = self._check_binding(principal, credentials, arrival)
@@ -158,14 +158,14 @@ class SecurityGate:
     async def _check(self, caller: Caller, body: bytes) -> None:
         principal, proof = caller.principal, caller.proof
         if proof is not None:
-            self._proofs.check_body(proof, body)
+            self.proofs.check_body(proof, body)
 
         limit = self._policy.rate_limit.limit_for(principal.roles)
         self._limiter.admit(principal.subject, limit)
 
         if proof is not None:
             try:
-                await self._replay.claim(proof.jti, self._proofs.expiry_of(proof))
+                await self.replay.claim(proof.jti, self.proofs.expiry_of(proof))
             except Exception:
                 # Counted, then refused as a replay (someone else's request)
                 # or left undecided by a store outage: neither may spend the
@@ -189,7 +189,7 @@ class SecurityGate:
             # A bound token without its proof is a stolen token until shown
             # otherwise.
             raise Unauthenticated("dpop_proof_missing")
-        proof = self._proofs.verify(
+        proof = self.proofs.verify(
             credentials.proof,
             method=arrival.method,
             url=arrival.url,
