@@ -91,7 +91,7 @@ def _demo(paths: Sequence[Path], *, as_json: bool, keep: bool) -> int:
         outcomes = asyncio.run(_process(mesh, files))
         totals = demo.summary(outcomes, time.perf_counter() - started)
     if keep:
-        _status(f"run folder kept: {mesh.work_dir}", quiet=False)
+        _status(_kept(mesh), quiet=False)
 
     if as_json:
         demo.print_json(outcomes, totals, sys.stdout)
@@ -116,7 +116,7 @@ def _up(*, keep: bool) -> int:
             _watch(mesh)
     finally:
         if keep:
-            print(f"a2a-mesh: run folder kept: {mesh.work_dir}", file=sys.stderr)
+            print(f"a2a-mesh: {_kept(mesh)}", file=sys.stderr)
     return 1
 
 
@@ -137,6 +137,15 @@ def _watch(mesh: LocalMesh) -> None:
 def _all_running(mesh: LocalMesh) -> bool:
     database_up = mesh.database is None or mesh.database.alive()
     return database_up and all(p.running() for p in mesh.processes.values())
+
+
+def _kept(mesh: LocalMesh) -> str:
+    """Where the kept files are: the run folder, and PostgreSQL's, which
+    belongs to the postgres user and is for the user to remove."""
+    message = f"run folder kept: {mesh.work_dir}"
+    if mesh.database is not None and mesh.database.started:
+        message += f"; PostgreSQL data kept: {mesh.database.work_dir}"
+    return message
 
 
 def _write_credentials(mesh: LocalMesh) -> Path:

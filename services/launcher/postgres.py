@@ -103,6 +103,11 @@ class PostgresCluster:
         return self._work_dir
 
     @property
+    def started(self) -> bool:
+        """Whether the cluster's files were made (they outlive a stop)."""
+        return self._work_dir is not None
+
+    @property
     def data_dir(self) -> Path:
         return self.work_dir / "data"
 

@@ -71,6 +71,30 @@ def test_demo_without_paths_processes_the_bundled_samples() -> None:
     assert "documents 7" in run.stdout
 
 
+def test_demo_keep_names_both_folders_it_leaves_behind() -> None:
+    run = subprocess.run(
+        [A2A_MESH, "demo", "--keep"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    kept = re.search(
+        r"run folder kept: (\S+); PostgreSQL data kept: (\S+)",
+        run.stdout + run.stderr,
+    )
+    assert kept is not None
+    folders = [Path(kept[1]), Path(kept[2])]
+    try:
+        assert all(folder.is_dir() for folder in folders)
+        assert (folders[1] / "data").is_dir()
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_missing_postgres_binaries_give_a_clear_message() -> None:
     env = {**os.environ, "MESH_PG_BIN": "/nonexistent/postgres/bin"}
 
