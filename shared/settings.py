@@ -58,6 +58,11 @@ class ServiceSettings(DatabaseSettings):
     issuer: str
     """The realm URL, e.g. ``https://idp.example/realms/a2a-mesh``."""
     jwks_url: str | None = None
+    """Where the signing keys are fetched; defaults to the issuer's."""
+    token_url: str | None = None
+    """Where this service asks for its own tokens; defaults to the issuer's.
+    Behind a load balancer the issuer is the public URL while the services
+    reach the identity provider directly."""
     audience: str | None = None
     """The audience this service accepts; defaults to its client id."""
     allowed_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
@@ -90,13 +95,13 @@ class ServiceSettings(DatabaseSettings):
     TLS): set on the internal listeners, not on the orchestrator's edge."""
     tls_client_certfile: str | None = None
     tls_client_keyfile: str | None = None
+    """This service's client certificate, presented to the services it calls."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or CIDR blocks of the load balancer: only from these are
     ``X-Forwarded-For``/``-Proto`` believed."""
     trust_alb_client_certificates: bool = False
     """Read the ALB's mutual-TLS headers (``X-Amzn-Mtls-Clientcert[-Leaf]``)
     from the trusted proxies; refused from anyone when off."""
-    """This service's client certificate, presented to the services it calls."""
 
     shutdown_grace_seconds: int = Field(5, ge=1, le=25)
     """On SIGTERM, how long open requests may take before connections close."""
@@ -159,7 +164,7 @@ class ServiceSettings(DatabaseSettings):
 
     @property
     def token_endpoint(self) -> str:
-        return f"{self.realm_url}/protocol/openid-connect/token"
+        return self.token_url or f"{self.realm_url}/protocol/openid-connect/token"
 
     @property
     def own_client_id(self) -> str:

@@ -31,6 +31,21 @@ def test_settings_derive_endpoints_from_issuer() -> None:
     assert settings.token_endpoint == f"{REALM}/protocol/openid-connect/token"
 
 
+def test_settings_reach_the_identity_provider_apart_from_the_public_issuer() -> None:
+    inside = "https://keycloak.a2a-mesh.local:8443/realms/a2a-mesh/protocol"
+    settings = ServiceSettings(
+        service_name="extractor",
+        issuer="https://mesh.example.com/realms/a2a-mesh",
+        jwks_url=f"{inside}/openid-connect/certs",
+        token_url=f"{inside}/openid-connect/token",
+        db_ca_file=CA_FILE,
+    )
+
+    assert settings.realm_url == "https://mesh.example.com/realms/a2a-mesh"
+    assert settings.jwks_endpoint == f"{inside}/openid-connect/certs"
+    assert settings.token_endpoint == f"{inside}/openid-connect/token"
+
+
 def test_settings_derive_client_audience_and_secret_from_service_name() -> None:
     settings = ServiceSettings(
         service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
