@@ -255,7 +255,7 @@ def _agent_card(
                 "description": _token_rule(settings),
                 "flows": {
                     "clientCredentials": {
-                        "tokenUrl": settings.token_endpoint,
+                        "tokenUrl": settings.issuer_token_endpoint,
                         "scopes": {},
                     }
                 },

@@ -164,7 +164,12 @@ class ServiceSettings(DatabaseSettings):
 
     @property
     def token_endpoint(self) -> str:
-        return self.token_url or f"{self.realm_url}/protocol/openid-connect/token"
+        return self.token_url or self.issuer_token_endpoint
+
+    @property
+    def issuer_token_endpoint(self) -> str:
+        """The token endpoint as callers outside the mesh know it."""
+        return f"{self.realm_url}/protocol/openid-connect/token"
 
     @property
     def own_client_id(self) -> str:

@@ -44,6 +44,9 @@ def test_settings_reach_the_identity_provider_apart_from_the_public_issuer() -> 
     assert settings.realm_url == "https://mesh.example.com/realms/a2a-mesh"
     assert settings.jwks_endpoint == f"{inside}/openid-connect/certs"
     assert settings.token_endpoint == f"{inside}/openid-connect/token"
+    assert settings.issuer_token_endpoint == (
+        "https://mesh.example.com/realms/a2a-mesh/protocol/openid-connect/token"
+    )
 
 
 def test_settings_derive_client_audience_and_secret_from_service_name() -> None:
