@@ -69,6 +69,7 @@ class Runtime:
             provider = ServiceTokenProvider(
                 self.http,
                 token_url=settings.token_endpoint,
+                proof_url=settings.issuer_token_endpoint,
                 client_id=settings.own_client_id,
                 secret_id=settings.own_secret_id,
                 secrets=self.secrets,

@@ -59,6 +59,7 @@ class ServiceTokenProvider:
         http: httpx.AsyncClient,
         *,
         token_url: str,
+        proof_url: str | None = None,
         client_id: str,
         secret_id: str,
         secrets: SecretStore,
@@ -68,6 +69,9 @@ class ServiceTokenProvider:
     ) -> None:
         self._http = http
         self._token_url = token_url
+        # Keycloak compares a proof's htu with the token endpoint under its
+        # public host name, even for a request sent to it directly.
+        self._proof_url = proof_url or token_url
         self._client_id = client_id
         self._secret_id = secret_id
         self._secrets = secrets
@@ -168,7 +172,7 @@ class ServiceTokenProvider:
             form["scope"] = self._scope
         headers = {}
         if self._dpop_key is not None:
-            headers["DPoP"] = self._dpop_key.proof("POST", self._token_url)
+            headers["DPoP"] = self._dpop_key.proof("POST", self._proof_url)
         try:
             return await self._http.post(
                 self._token_url,

@@ -413,6 +413,32 @@ async def test_token_request_with_a_key_carries_a_proof_of_that_key(
     assert proof.thumbprint == key.thumbprint
 
 
+async def test_proof_names_the_public_token_endpoint_when_called_directly(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    public_url = (
+        "https://mesh.example.com/realms/a2a-mesh/protocol/openid-connect/token"
+    )
+    route = router.post(TOKEN_URL).mock(return_value=issued("tok-1", kind="DPoP"))
+    tokens = ServiceTokenProvider(
+        http,
+        token_url=TOKEN_URL,
+        proof_url=public_url,
+        client_id=CLIENT_ID,
+        secret_id=SECRET_ID,
+        secrets=RotatingSecrets("s3cret-1"),
+        dpop_key=DpopKey(),
+    )
+
+    await tokens.token()
+
+    # Sent to the internal address, the proof still names the public one,
+    # which is the URL Keycloak compares it with.
+    assert str(route.calls.last.request.url) == TOKEN_URL
+    proof = route.calls.last.request.headers["dpop"]
+    ProofVerifier().verify(proof, method="POST", url=public_url)
+
+
 async def test_token_bound_to_the_key_is_sent_with_the_dpop_scheme(
     router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
 ) -> None:
