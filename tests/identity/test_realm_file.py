@@ -159,8 +159,53 @@ def test_audience_mappers_name_the_services_a_client_always_calls(
         assert "included.custom.audience" not in mapper["config"]
 
 
+BUILT_IN_SCOPES = ["basic", "roles", "profile", "email"]
+
+
+def scopes_by_name() -> dict[str, dict[str, Any]]:
+    return {scope["name"]: scope for scope in export()["clientScopes"]}
+
+
+def test_the_file_defines_keycloaks_built_in_scopes_and_the_audience_scopes() -> None:
+    # A realm file that lists client scopes replaces the ones Keycloak would
+    # create, so the built-ins a token needs must be written out here.
+    names = [scope["name"] for scope in export()["clientScopes"]]
+
+    assert names == [*BUILT_IN_SCOPES, *(f"{s}-audience" for s in SERVICES)]
+
+
+def mapper_of(scope: str, kind: str) -> dict[str, Any]:
+    mappers = scopes_by_name()[scope]["protocolMappers"]
+    (mapper,) = [m for m in mappers if m["protocolMapper"] == kind]
+    return mapper
+
+
+def test_basic_scope_puts_the_subject_in_access_tokens() -> None:
+    mapper = mapper_of("basic", "oidc-sub-mapper")
+
+    assert mapper["config"]["access.token.claim"] == "true"
+
+
+def test_roles_scope_puts_realm_roles_where_the_verifier_reads_them() -> None:
+    mapper = mapper_of("roles", "oidc-usermodel-realm-role-mapper")
+
+    assert mapper["config"]["claim.name"] == "realm_access.roles"
+    assert mapper["config"]["multivalued"] == "true"
+    assert mapper["config"]["access.token.claim"] == "true"
+
+
+@pytest.mark.parametrize("client_id", sorted(EXPECTED_ROLES))
+def test_every_client_gets_the_built_in_scopes_by_default(client_id: str) -> None:
+    assert clients()[client_id]["defaultClientScopes"] == BUILT_IN_SCOPES
+    assert export()["defaultDefaultClientScopes"] == BUILT_IN_SCOPES
+
+
 def test_client_scopes_add_one_service_each_to_the_audience() -> None:
-    scopes = export()["clientScopes"]
+    scopes = [
+        scope
+        for scope in export()["clientScopes"]
+        if scope["name"] not in BUILT_IN_SCOPES
+    ]
 
     assert [scope["name"] for scope in scopes] == [f"{s}-audience" for s in SERVICES]
     for scope, service in zip(scopes, SERVICES, strict=True):
@@ -393,7 +438,10 @@ def broken(change: str) -> dict[str, Any]:
         ("scopes_not_a_list", "clientScopes"),
         ("scope_not_an_object", "clientScopes[0]"),
         ("scope_without_name", "clientScopes[0].name"),
-        ("duplicate_scope", f"clientScopes[{len(SERVICES)}].name"),
+        (
+            "duplicate_scope",
+            f"clientScopes[{len(BUILT_IN_SCOPES) + len(SERVICES)}].name",
+        ),
         ("scope_of_unknown_client", "clientScopes[0].protocolMappers[0].config"),
         ("scope_mappers_not_a_list", "clientScopes[0].protocolMappers"),
         ("scope_attributes_not_an_object", "clientScopes[0].attributes"),
