@@ -157,6 +157,7 @@ def ensure_dev_certs(
     out_dir: Path,
     services: Sequence[str] = DEFAULT_SERVICES,
     *,
+    servers_only: Sequence[str] = (),
     days: int = 30,
     ca_days: int = 365,
 ) -> DevCertificates:
@@ -164,21 +165,26 @@ def ensure_dev_certs(
 
     An existing CA is kept unless it is broken or close to expiry, so that
     whatever already trusts it keeps working; a leaf is reissued only when it
-    no longer matches the CA, its hostnames or its lifetime.
+    no longer matches the CA, its hostnames or its lifetime. ``servers_only``
+    names servers that call no mesh service, so get no client certificate.
     """
     with _exclusive(out_dir):
-        return _ensure_dev_certs(out_dir, services, days, ca_days)
+        return _ensure_dev_certs(out_dir, services, servers_only, days, ca_days)
 
 
 def _ensure_dev_certs(
-    out_dir: Path, services: Sequence[str], days: int, ca_days: int
+    out_dir: Path,
+    services: Sequence[str],
+    servers_only: Sequence[str],
+    days: int,
+    ca_days: int,
 ) -> DevCertificates:
     ca = CertPair(out_dir / "ca.pem", out_dir / "ca.key")
     if not _ca_is_reusable(ca):
         ca = create_ca(out_dir, days=ca_days)
 
     servers: dict[str, CertPair] = {}
-    for name in (*INFRASTRUCTURE, *services):
+    for name in dict.fromkeys((*INFRASTRUCTURE, *servers_only, *services)):
         hostnames = [name, f"{name}.{SERVICE_NAMESPACE}", "localhost", "127.0.0.1"]
         pair = CertPair(out_dir / f"{name}.pem", out_dir / f"{name}.key")
         if not _leaf_is_reusable(pair, ca, ExtendedKeyUsageOID.SERVER_AUTH, hostnames):

@@ -231,6 +231,15 @@ def test_ensure_dev_certs_issues_infrastructure_and_service_certificates(
     _verify_server(made.ca, made.server("s3"), x509.DNSName("s3"))
 
 
+def test_servers_that_call_nobody_get_no_client_certificate(tmp_path: Path) -> None:
+    made = ensure_dev_certs(tmp_path, ["extractor"], servers_only=["keycloak"])
+
+    assert set(made.servers) == {"postgres", "s3", "keycloak", "extractor"}
+    assert set(made.clients) == {"extractor"}
+    assert not (tmp_path / "keycloak-client.pem").exists()
+    _verify_server(made.ca, made.server("keycloak"), x509.DNSName("keycloak"))
+
+
 @pytest.mark.parametrize(
     "hostname",
     [
