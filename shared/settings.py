@@ -8,10 +8,12 @@ result to its ``create_app(settings)``; nothing is read at import time.
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _CONFIG = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
 
@@ -19,6 +21,20 @@ _CONFIG = SettingsConfigDict(env_prefix="MESH_", extra="ignore", frozen=True)
 SUPPORTED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
+
+
+def _list_of_names(value: object) -> object:
+    """A JSON list, or names separated by commas (what a CloudFormation
+    ``!Join`` or a shell makes most easily)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return tuple(json.loads(text))
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+NameList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_list_of_names)]
 
 
 class DatabaseSettings(BaseSettings):
@@ -65,7 +81,7 @@ class ServiceSettings(DatabaseSettings):
     reach the identity provider directly."""
     audience: str | None = None
     """The audience this service accepts; defaults to its client id."""
-    allowed_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    allowed_algorithms: NameList = ("RS256", "PS256", "ES256")
     jwks_refresh_interval_seconds: float = Field(10.0, ge=0)
     jwks_max_age_seconds: float = Field(3600.0, gt=0)
     policy_file: Path | None = None
@@ -96,7 +112,7 @@ class ServiceSettings(DatabaseSettings):
     tls_client_certfile: str | None = None
     tls_client_keyfile: str | None = None
     """This service's client certificate, presented to the services it calls."""
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: NameList = ()
     """Addresses or CIDR blocks of the load balancer: only from these are
     ``X-Forwarded-For``/``-Proto`` believed."""
     trust_alb_client_certificates: bool = False

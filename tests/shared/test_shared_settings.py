@@ -102,6 +102,26 @@ def test_settings_are_read_from_mesh_environment(
     assert settings.allowed_algorithms == ("RS256",)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        '["10.0.0.0/24", "10.0.1.0/24"]',
+        "10.0.0.0/24,10.0.1.0/24",
+        " 10.0.0.0/24 , 10.0.1.0/24 ",
+    ],
+)
+def test_list_settings_read_json_or_commas(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MESH_TRUSTED_PROXIES", value)
+
+    settings = ServiceSettings(
+        service_name="orchestrator", issuer=REALM, db_ca_file=CA_FILE
+    )
+
+    assert settings.trusted_proxies == ("10.0.0.0/24", "10.0.1.0/24")
+
+
 def test_settings_default_algorithms_are_asymmetric_only() -> None:
     settings = ServiceSettings(
         service_name="extractor", issuer=REALM, db_ca_file=CA_FILE
