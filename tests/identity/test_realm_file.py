@@ -175,7 +175,7 @@ def test_the_file_defines_keycloaks_built_in_scopes_and_the_audience_scopes() ->
 
 
 def mapper_of(scope: str, kind: str) -> dict[str, Any]:
-    mappers = scopes_by_name()[scope]["protocolMappers"]
+    mappers: list[dict[str, Any]] = scopes_by_name()[scope]["protocolMappers"]
     (mapper,) = [m for m in mappers if m["protocolMapper"] == kind]
     return mapper
 
