@@ -3,6 +3,13 @@
 a2a-mesh demo [PATH ...] [--json]   start the mesh, process documents, stop
 a2a-mesh up                          run the mesh until Ctrl-C
 a2a-mesh certs [OUT_DIR]             make the development CA and certificates
+
+In the container image (see the Dockerfile and docker-compose.yml):
+a2a-mesh serve [SERVICE]             run one service
+a2a-mesh health [URL]                probe the service's /health
+a2a-mesh compose-init [DIR]          make the compose volume's certificates and secrets
+a2a-mesh local-aws [DIR]             run and seed the local S3/Secrets Manager
+a2a-mesh submit URL [PATH ...]       process documents through a running mesh
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from certs.authority import main as certs_main
-from services.launcher import demo
+from services.launcher import compose, container, demo
+from services.launcher.caller import MeshCaller
 from services.launcher.errors import LauncherError
 from services.launcher.mesh import LocalMesh
 
@@ -28,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "certs":
         return certs_main([str(args.out_dir)])
+    if args.command in _CONTAINER_COMMANDS:
+        return _in_container(args)
 
     # SIGTERM ends the run like Ctrl-C does: every process started is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -75,7 +85,93 @@ def _parser() -> argparse.ArgumentParser:
 
     make_certs = commands.add_parser("certs", help="make the development CA and certs")
     make_certs.add_argument("out_dir", nargs="?", type=Path, default=Path("certs/out"))
+    _container_commands(commands)
     return parser
+
+
+_CONTAINER_COMMANDS = ("serve", "health", "compose-init", "local-aws", "submit")
+
+
+def _container_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    serve = commands.add_parser("serve", help="run one service (container entry)")
+    serve.add_argument(
+        "service",
+        nargs="?",
+        choices=container.SERVICES,
+        help="default: MESH_SERVICE_NAME",
+    )
+
+    health = commands.add_parser("health", help="probe a service's /health")
+    health.add_argument("url", nargs="?", help="default: this service's own")
+
+    init = commands.add_parser(
+        "compose-init", help="make the compose volume's certificates and secrets"
+    )
+    init.add_argument("out_dir", nargs="?", type=Path, default=Path("/mesh"))
+
+    aws = commands.add_parser("local-aws", help="run and seed local S3/Secrets")
+    aws.add_argument("folder", nargs="?", type=Path, default=Path("/run/mesh"))
+    aws.add_argument("--port", type=int, default=compose.AWS_PORT)
+    aws.add_argument("--ready-file", type=Path, default=compose.AWS_READY_FILE)
+
+    submit = commands.add_parser(
+        "submit", help="process documents through a running mesh, as a client"
+    )
+    submit.add_argument("url", help="the orchestrator's public URL")
+    submit.add_argument("paths", nargs="*", type=Path)
+    submit.add_argument("--token-url", required=True)
+    submit.add_argument("--client-id", default=demo.DEMO_CLIENT)
+    submit.add_argument("--secret-file", type=Path, required=True)
+    submit.add_argument("--ca-file", type=Path, required=True)
+    submit.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _in_container(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "serve":
+            service = args.service or os.environ.get("MESH_SERVICE_NAME", "")
+            container.serve(service)  # replaces this process
+        if args.command == "health":
+            url = args.url or container.health_url(os.environ)
+            print(container.probe(url, os.environ))
+            return 0
+        if args.command == "compose-init":
+            for folder in compose.init(args.out_dir):
+                print(f"compose-init: {folder}")
+            return 0
+        if args.command == "local-aws":
+            return compose.local_aws(
+                args.folder, port=args.port, ready_file=args.ready_file
+            )
+        return _submit(args)
+    except (container.EntrypointError, LauncherError, OSError) as exc:
+        print(f"a2a-mesh {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _submit(args: argparse.Namespace) -> int:
+    files = demo.collect(args.paths)
+    caller = MeshCaller(
+        args.url,
+        token_url=args.token_url,
+        client_id=args.client_id,
+        client_secret=args.secret_file.read_text(encoding="utf-8").strip(),
+        ca_file=args.ca_file,
+    )
+
+    async def run() -> list[demo.Outcome]:
+        async with caller:
+            return await demo.process_all(caller, files)
+
+    started = time.perf_counter()
+    outcomes = asyncio.run(run())
+    totals = demo.summary(outcomes, time.perf_counter() - started)
+    if args.json:
+        demo.print_json(outcomes, totals, sys.stdout)
+    else:
+        demo.print_table(outcomes, totals, sys.stdout)
+    lost = sum(1 for o in outcomes if o.status not in ("completed", "failed"))
+    return 1 if lost else 0
 
 
 def _demo(paths: Sequence[Path], *, as_json: bool, keep: bool) -> int:

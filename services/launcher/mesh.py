@@ -233,6 +233,11 @@ class LocalMesh:
     def ca_file(self) -> Path:
         return self.addresses.ca_file
 
+    def service_environment(self, name: str, port: int) -> dict[str, str]:
+        """The environment a further process of service ``name`` would get,
+        listening on ``port``: for tests that start one themselves."""
+        return self._service_env(name, port)
+
     def stop(self) -> None:
         """Stop every process started, newest first, then remove the files."""
         for process in reversed(list(self.processes.values())):
