@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 from services.archivist.settings import ArchivistSettings
 from services.extractor.settings import ExtractorSettings
 from services.identity.realm import load_realm
+from services.launcher.container import ENTRYPOINT_VARIABLES, PEM_VARIABLES
 from services.orchestrator.settings import OrchestratorSettings
 from services.validator.settings import ValidatorSettings
 from tests.deploy.cloudformation import (
@@ -51,15 +52,6 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 MESH = tuple(SETTINGS)
 PORTS = {"orchestrator": 8001, "extractor": 8002, "validator": 8003, "archivist": 8004}
 
-# Read by the entrypoint (`a2a-mesh serve`), not by a settings class: each is
-# written to a 0600 file under /run/mesh and the setting beside it points there.
-ENTRYPOINT_PEM_FILES = {
-    "MESH_CA_PEM": ("MESH_CA_FILE", "/run/mesh/ca.pem"),
-    "MESH_TLS_CERT_PEM": ("MESH_TLS_CERTFILE", "/run/mesh/server.pem"),
-    "MESH_TLS_KEY_PEM": ("MESH_TLS_KEYFILE", "/run/mesh/server.key"),
-    "MESH_TLS_CLIENT_CERT_PEM": ("MESH_TLS_CLIENT_CERTFILE", "/run/mesh/client.pem"),
-    "MESH_TLS_CLIENT_KEY_PEM": ("MESH_TLS_CLIENT_KEYFILE", "/run/mesh/client.key"),
-}
 TLS_SECRET_KEYS = {
     "MESH_CA_PEM": "ca",
     "MESH_TLS_CERT_PEM": "cert",
@@ -67,8 +59,6 @@ TLS_SECRET_KEYS = {
     "MESH_TLS_CLIENT_CERT_PEM": "client_cert",
     "MESH_TLS_CLIENT_KEY_PEM": "client_key",
 }
-# Settings the template sets that are being added to the code alongside it.
-SETTINGS_BEING_ADDED = {"MESH_TOKEN_URL"}
 
 SECRETISH_NAME = re.compile(r"(PASSWORD|SECRET|_PEM|_KEY)$")
 INTERNET = "0.0.0.0/0"
@@ -270,7 +260,7 @@ def test_every_mesh_variable_is_a_setting_of_its_service(
 ) -> None:
     definition = container(template, task_definition(service))
     fields = {f"MESH_{name.upper()}" for name in SETTINGS[service].model_fields}
-    known = fields | SETTINGS_BEING_ADDED | set(ENTRYPOINT_PEM_FILES)
+    known = fields | ENTRYPOINT_VARIABLES
     given = set(environment(definition)) | set(injected_secrets(definition))
 
     assert given - known == set()
@@ -293,7 +283,7 @@ def test_file_settings_are_left_to_the_entrypoint(
     template: Template, service: str
 ) -> None:
     definition = container(template, task_definition(service))
-    file_settings = {setting for setting, _ in ENTRYPOINT_PEM_FILES.values()}
+    file_settings = {setting for _, setting in PEM_VARIABLES.values()}
 
     # The entrypoint refuses a PEM and its file setting given together.
     assert file_settings.isdisjoint(environment(definition))
@@ -306,7 +296,7 @@ def test_tls_material_comes_from_the_services_own_secret(
     injected = injected_secrets(container(template, task_definition(service)))
     secret = f"{service.capitalize()}TlsSecret"
 
-    assert set(injected) == set(ENTRYPOINT_PEM_FILES)
+    assert set(injected) == set(PEM_VARIABLES)
     for variable, key in TLS_SECRET_KEYS.items():
         assert injected[variable] == {"Fn::Sub": f"${{{secret}}}:{key}::"}
 
