@@ -734,13 +734,17 @@ def checkov_skips(template: Template) -> dict[tuple[str, str], str]:
 def _checkov() -> str | None:
     # checkov pins boto3 and packaging below what the project uses, so it
     # may live in its own environment, named by CHECKOV.
-    beside_python = Path(sys.executable).with_name("checkov")
+    named = os.environ.get("CHECKOV")
+    if named:
+        assert Path(named).is_file(), f"CHECKOV names no file: {named}"
+        return named
     candidates = [
-        os.environ.get("CHECKOV"),
-        str(beside_python),
-        shutil.which("checkov"),
+        ROOT / ".venv-iac" / "bin" / "checkov",  # what the README's command makes
+        Path(sys.executable).with_name("checkov"),
     ]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
+    on_path = shutil.which("checkov")
+    found = [str(c) for c in candidates if c.is_file()]
+    return next(iter(found), on_path)
 
 
 @pytest.fixture(scope="module")
