@@ -40,6 +40,10 @@ ENV PATH=/opt/mesh/bin:$PATH \
     MESH_HOST=0.0.0.0 \
     MESH_RUNTIME_DIR=/run/mesh
 
+# Fargate gives a task volume the owner of the image's VOLUME path, so the
+# service can write its TLS files there under a read-only root.
+VOLUME ["/run/mesh"]
+
 USER 10001:10001
 
 # /health of the service this container runs, over its own TLS settings.

@@ -215,11 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest="services",
         help="a service to issue certificates for (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--server",
+        action="append",
+        dest="servers",
+        help="a server that calls no service: no client certificate (repeatable)",
+    )
     parser.add_argument("--days", type=int, default=30, help="leaf lifetime")
     args = parser.parse_args(argv)
 
     services = tuple(args.services) if args.services else DEFAULT_SERVICES
-    made = ensure_dev_certs(args.out_dir, services, days=args.days)
+    made = ensure_dev_certs(
+        args.out_dir, services, servers_only=tuple(args.servers or ()), days=args.days
+    )
 
     out = made.ca.cert_path.parent
     rows = [("ca", "", made.ca)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +23,7 @@ from certs.authority import (
     issue_server_cert,
     main,
 )
+from services.launcher.cli import main as cli_main
 
 HOSTNAMES = ["postgres", "localhost", "127.0.0.1"]
 
@@ -309,3 +311,26 @@ def test_main_lists_certificate_paths_but_no_key_material(
     assert str(tmp_path / "orchestrator-client.pem") in printed
     assert "PRIVATE KEY" not in printed
     assert (tmp_path / "orchestrator.key").exists()
+
+
+def test_cli_certs_issues_servers_alone_for_the_deployment(tmp_path: Path) -> None:
+    # The ECS README's step: the four services and Keycloak, 90 days.
+    status = cli_main(
+        [
+            "certs",
+            str(tmp_path),
+            "--service",
+            "extractor",
+            "--server",
+            "keycloak",
+            "--days",
+            "90",
+        ]
+    )
+
+    keycloak = CertPair(tmp_path / "keycloak.pem", tmp_path / "keycloak.key")
+    lifetime = keycloak.load_certificate().not_valid_after_utc - datetime.now(UTC)
+    assert status == 0
+    assert (tmp_path / "extractor-client.pem").exists()
+    assert not (tmp_path / "keycloak-client.pem").exists()
+    assert timedelta(days=89) < lifetime <= timedelta(days=90)
