@@ -309,7 +309,9 @@ def test_service_listens_on_its_port_and_advertises_its_url(
     env = environment(definition)
     port = PORTS[service]
 
-    assert definition["Command"] == ["a2a-mesh", "serve", service]
+    # The image's entry point is `a2a-mesh`; the command is its arguments.
+    assert definition["Command"] == ["serve", service]
+    assert 'ENTRYPOINT ["a2a-mesh"]' in (ROOT / "Dockerfile").read_text()
     assert definition["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
     assert env["MESH_HOST"] == "0.0.0.0"  # noqa: S104 (inside the task's ENI)
     assert env["MESH_PORT"] == str(port)
