@@ -354,3 +354,17 @@ def test_nothing_generated_enters_the_image() -> None:
     assert ignored[ignored.index("*")] == "*"
     assert {"**/*.pem", "**/*.key"} <= set(ignored)
     assert not any(line.startswith("!") and "out" in line for line in ignored)
+
+
+def test_up_wait_can_succeed_with_the_one_shot_init() -> None:
+    # `up --wait` counts an exited container as a failure unless a running
+    # service waits for it to complete; `demo` is in a profile, not in `up`.
+    adopters = [
+        name
+        for name, target, condition in dependencies()
+        if target == "init" and condition == "service_completed_successfully"
+    ]
+
+    assert set(adopters) & set(LONG_RUNNING)
+    assert services()["demo"]["profiles"] == ["tools"]
+    assert "profiles" not in services()["init"]
