@@ -478,7 +478,12 @@ def test_only_realm_paths_go_to_keycloak(template: Template) -> None:
     rule = template["Resources"]["KeycloakListenerRule"]["Properties"]
     (condition,) = rule["Conditions"]
 
-    assert condition["PathPatternConfig"]["Values"] == ["/realms/*"]
+    # The mesh realm's token, keys and discovery; no other realm, no console.
+    assert condition["PathPatternConfig"]["Values"] == [
+        "/realms/a2a-mesh/protocol/openid-connect/token",
+        "/realms/a2a-mesh/protocol/openid-connect/certs",
+        "/realms/a2a-mesh/.well-known/*",
+    ]
     assert rule["Actions"][0]["TargetGroupArn"] == ref("KeycloakTargetGroup")
 
 
