@@ -9,7 +9,7 @@ a2a-mesh serve [SERVICE]             run one service
 a2a-mesh health [URL]                probe the service's /health
 a2a-mesh compose-init [DIR]          make the compose volume's certificates and secrets
 a2a-mesh local-aws [DIR]             run and seed the local S3/Secrets Manager
-a2a-mesh submit URL [PATH ...]       process documents through a running mesh
+a2a-mesh submit --url URL [PATH ...] process documents through a running mesh
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -25,15 +26,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+import httpx
+
 from certs.authority import main as certs_main
 from services.launcher import compose, container, demo
-from services.launcher.caller import MeshCaller
+from services.launcher.caller import CallerError, MeshCaller
 from services.launcher.errors import LauncherError
 from services.launcher.mesh import LocalMesh
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "certs":
         return certs_main(_certs_arguments(args))
     if args.command in _CONTAINER_COMMANDS:
@@ -56,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a2a-mesh", description="Run the secure document agent mesh locally."
     )
@@ -133,13 +136,18 @@ def _container_commands(commands: argparse._SubParsersAction[Any]) -> None:
 
     aws = commands.add_parser("local-aws", help="run and seed local S3/Secrets")
     aws.add_argument("folder", nargs="?", type=Path, default=Path("/run/mesh"))
+    aws.add_argument(
+        "--host",
+        default=compose.ALL_INTERFACES,
+        help="default: all (inside its container)",
+    )
     aws.add_argument("--port", type=int, default=compose.AWS_PORT)
     aws.add_argument("--ready-file", type=Path, default=compose.AWS_READY_FILE)
 
     submit = commands.add_parser(
         "submit", help="process documents through a running mesh, as a client"
     )
-    submit.add_argument("url", help="the orchestrator's public URL")
+    submit.add_argument("--url", required=True, help="the orchestrator's URL")
     submit.add_argument("paths", nargs="*", type=Path)
     submit.add_argument("--token-url", required=True)
     submit.add_argument("--client-id", default=demo.DEMO_CLIENT)
@@ -163,7 +171,10 @@ def _in_container(args: argparse.Namespace) -> int:
             return 0
         if args.command == "local-aws":
             return compose.local_aws(
-                args.folder, port=args.port, ready_file=args.ready_file
+                args.folder,
+                host=args.host,
+                port=args.port,
+                ready_file=args.ready_file,
             )
         return _submit(args)
     except (container.EntrypointError, LauncherError, OSError) as exc:
@@ -173,6 +184,9 @@ def _in_container(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     files = demo.collect(args.paths)
+    if not files:
+        print("a2a-mesh submit: no documents found", file=sys.stderr)
+        return 2
     caller = MeshCaller(
         args.url,
         token_url=args.token_url,
@@ -186,7 +200,12 @@ def _submit(args: argparse.Namespace) -> int:
             return await demo.process_all(caller, files)
 
     started = time.perf_counter()
-    outcomes = asyncio.run(run())
+    try:
+        outcomes = asyncio.run(run())
+    except (CallerError, httpx.HTTPError, ssl.SSLError, ValueError) as exc:
+        # The mesh could not be reached or refused the client: say so, once.
+        print(f"a2a-mesh submit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     totals = demo.summary(outcomes, time.perf_counter() - started)
     if args.json:
         demo.print_json(outcomes, totals, sys.stdout)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -50,10 +50,13 @@ ROOT_UID = 0
 
 DEMO_CLIENT = "document-processor"
 AWS_PORT = 4566
+# Inside its container the endpoint serves the compose network.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 AWS_READY_FILE = Path("/tmp/a2a-mesh-aws-seeded")  # noqa: S108 (the container's own /tmp)
 REGION = "eu-west-3"
 
 _PASSWORDS = ("db-password", "keycloak-db-password", "keycloak-admin-password")
+_START_OVER = "to start over, remove the volume (docker compose down -v)"
 _WAIT_SECONDS = 60.0
 
 
@@ -87,7 +90,17 @@ def init(out: Path) -> list[Path]:
 def _load_or_create_secrets(path: Path) -> Secrets:
     stored: dict[str, dict[str, str]] = {"passwords": {}, "clients": {}}
     if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            _check_stored(stored)
+        except (ValueError, TypeError) as exc:
+            raise LauncherError(f"{path} is damaged ({exc}); {_START_OVER}") from None
+    elif (path.parent.parent / "postgres" / "db-password").exists():
+        # The databases keep the passwords they started with: new ones now
+        # would lock every service out.
+        raise LauncherError(
+            f"{path} is missing but passwords are in use; {_START_OVER}"
+        )
 
     passwords = stored["passwords"]
     for name in _PASSWORDS:
@@ -98,6 +111,17 @@ def _load_or_create_secrets(path: Path) -> Secrets:
 
     _write(path, json.dumps(stored, indent=2), ROOT_UID)
     return Secrets(passwords=passwords, client_secrets=clients)
+
+
+def _check_stored(stored: object) -> None:
+    if not isinstance(stored, dict):
+        raise TypeError("not a JSON object")
+    for part in ("passwords", "clients"):
+        values = stored.get(part)
+        if not isinstance(values, dict) or not all(
+            isinstance(v, str) for v in values.values()
+        ):
+            raise TypeError(f"{part} is not an object of strings")
 
 
 def _server_folder(
@@ -161,6 +185,9 @@ def _client_folder(out: Path, certificates: DevCertificates, values: Secrets) ->
 
 
 def _folder(path: Path, owner: int) -> Path:
+    # Run as root on a shared volume: never follow a planted link.
+    if path.is_symlink():
+        raise LauncherError(f"{path} is a symbolic link; refusing to write there")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     _own(path, owner, 0o700)
     return path
@@ -172,37 +199,48 @@ def _copy_pair(pair: CertPair, folder: Path, stem: str, owner: int) -> None:
 
 
 def _copy(source: Path, target: Path, owner: int) -> None:
-    shutil.copyfile(source, target)
-    _own(target, owner, 0o600)
+    _write(target, source.read_text(encoding="utf-8"), owner)
 
 
 def _write(path: Path, text: str, owner: int) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise LauncherError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
-    _own(path, owner, 0o600)
+        _own(handle.fileno(), owner, 0o600)
 
 
-def _own(path: Path, owner: int, mode: int) -> None:
-    # Only root can give a file away; run as anyone else (the tests), the
-    # files stay the caller's, with the same modes.
+def _own(target: Path | int, owner: int, mode: int) -> None:
+    """Give ``target`` (an open file, or a folder checked not to be a link)
+    to ``owner``. Only root can; run as anyone else (the tests), the files
+    stay the caller's, with the same modes."""
     if os.geteuid() == 0:
-        os.chown(path, owner, owner)
-    path.chmod(mode)
+        os.chown(target, owner, owner)
+    os.chmod(target, mode)
 
 
 def local_aws(
-    folder: Path, *, port: int = AWS_PORT, ready_file: Path = AWS_READY_FILE
+    folder: Path,
+    *,
+    host: str = ALL_INTERFACES,
+    port: int = AWS_PORT,
+    ready_file: Path = AWS_READY_FILE,
 ) -> int:
     """Run moto over TLS until it exits, seeding it once it answers; then
     ``ready_file`` tells the health check it is ready."""
     ready_file.unlink(missing_ok=True)
+    seed_file = folder / "seed.json"
+    values = _seed_values(seed_file)
+    _check_port_free(host, port)
     argv = [
         sys.executable,
         "-m",
         "moto.server",
         "-H",
-        "0.0.0.0",  # noqa: S104 (inside its container, for the compose network)
+        host,
         "-p",
         str(port),
         "-c",
@@ -221,18 +259,45 @@ def local_aws(
     url = f"https://127.0.0.1:{port}"
     try:
         _wait_until_answering(f"{url}/moto-api/", folder / "ca.pem", server)
-        values = json.loads((folder / "seed.json").read_text(encoding="utf-8"))
         endpoint = AwsEndpoint(
             REGION, url, str(folder / "ca.pem"), credentials=LOCAL_CREDENTIALS
         )
         seed(endpoint, BUCKET, values)
-    except BaseException:
-        server.terminate()
-        server.wait()
-        raise
-    ready_file.write_text("seeded\n", encoding="utf-8")
-    print(f"local-aws: seeded {len(values)} secrets and {BUCKET}", flush=True)  # noqa: T201
-    return server.wait()
+        if server.poll() is not None:
+            raise LauncherError(f"moto exited with code {server.returncode}")
+        ready_file.write_text("seeded\n", encoding="utf-8")
+        print(f"local-aws: seeded {len(values)} secrets and {BUCKET}", flush=True)  # noqa: T201
+        return server.wait()
+    finally:
+        # Whatever ends this process ends the server holding the secrets.
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
+        ready_file.unlink(missing_ok=True)
+
+
+def _seed_values(path: Path) -> dict[str, str]:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LauncherError(f"cannot read {path}: {exc}") from None
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise LauncherError(f"{path} must map secret ids to strings")
+    return values
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if not 0 < port < 65536:
+        raise LauncherError(f"port {port} is not a TCP port")
+    probe = socket.socket()
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise LauncherError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finally:
+        probe.close()
 
 
 def _wait_until_answering(

@@ -24,6 +24,7 @@ from services.extractor.settings import ExtractorSettings
 from services.identity.realm import load_realm
 from services.launcher import compose
 from services.launcher.aws import LOCAL_CREDENTIALS
+from services.launcher.cli import build_parser as cli_parser
 from services.launcher.container import ENTRYPOINT_VARIABLES
 from services.orchestrator.settings import OrchestratorSettings
 from services.validator.settings import ValidatorSettings
@@ -368,3 +369,15 @@ def test_up_wait_can_succeed_with_the_one_shot_init() -> None:
     assert set(adopters) & set(LONG_RUNNING)
     assert services()["demo"]["profiles"] == ["tools"]
     assert "profiles" not in services()["init"]
+
+
+def test_the_demo_takes_the_paths_appended_to_its_command() -> None:
+    # `docker compose run --rm demo /docs` appends /docs to the entry point.
+    entrypoint = services()["demo"]["entrypoint"]
+
+    args = cli_parser().parse_args([*entrypoint[1:], "/docs", "/more"])
+
+    assert entrypoint[0] == "a2a-mesh"
+    assert args.command == "submit"
+    assert args.url == "https://proxy:8443"
+    assert [str(p) for p in args.paths] == ["/docs", "/more"]

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -149,6 +150,8 @@ def test_local_aws_serves_tls_and_holds_the_secrets_init_made(tmp_path: Path) ->
             A2A_MESH,
             "local-aws",
             str(folder),
+            "--host",
+            "127.0.0.1",
             "--port",
             str(port),
             "--ready-file",
@@ -176,6 +179,7 @@ def test_local_aws_serves_tls_and_holds_the_secrets_init_made(tmp_path: Path) ->
         }
         buckets = [b["Name"] for b in endpoint.client("s3").list_buckets()["Buckets"]]
 
+        was_ready = ready.exists()
         endpoint_process.send_signal(signal.SIGTERM)
         endpoint_process.wait(timeout=20)
     finally:
@@ -184,11 +188,62 @@ def test_local_aws_serves_tls_and_holds_the_secrets_init_made(tmp_path: Path) ->
             endpoint_process.wait()
         log.close()
 
-    assert ready.exists()
+    assert was_ready
     assert stored == seeded
     db_password = (tmp_path / "volume" / "postgres" / "db-password").read_text()
     assert stored["a2a-mesh/db-password"] == db_password
     assert buckets == ["a2a-mesh-documents"]
+    # Stopped, it takes its ready mark with it.
+    assert not ready.exists()
+
+
+def test_local_aws_refuses_a_port_in_use_and_marks_nothing_ready(
+    tmp_path: Path,
+) -> None:
+    init(tmp_path / "volume")
+    ready = tmp_path / "seeded"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        refused = run(
+            "local-aws",
+            str(tmp_path / "volume" / "aws"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ready-file",
+            str(ready),
+            env=clean_environment() | LOCAL_AWS_ENV,
+        )
+
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        f"a2a-mesh local-aws: cannot listen on 127.0.0.1:{port}"
+    )
+    assert not ready.exists()
+
+
+def test_local_aws_names_a_broken_seed_file(tmp_path: Path) -> None:
+    init(tmp_path / "volume")
+    seed_file = tmp_path / "volume" / "aws" / "seed.json"
+    seed_file.write_text('{"a2a-mesh/db-password": ')
+
+    refused = run(
+        "local-aws",
+        str(seed_file.parent),
+        "--port",
+        str(free_port()),
+        "--ready-file",
+        str(tmp_path / "seeded"),
+        env=clean_environment() | LOCAL_AWS_ENV,
+    )
+
+    assert refused.returncode == 2
+    assert f"cannot read {seed_file}" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_submit_processes_documents_as_a_client_of_the_running_mesh(
@@ -200,6 +255,7 @@ def test_submit_processes_documents_as_a_client_of_the_running_mesh(
 
     submitted = run(
         "submit",
+        "--url",
         mesh.url("orchestrator"),
         str(sample / "sample_invoice.pdf"),
         str(sample / "libreoffice-writer-password.pdf"),
@@ -221,3 +277,31 @@ def test_submit_processes_documents_as_a_client_of_the_running_mesh(
         "sample_invoice.pdf": "completed",
         "libreoffice-writer-password.pdf": "failed",
     }
+
+
+def test_submit_says_in_one_line_when_the_client_is_refused(
+    mesh: LocalMesh, tmp_path: Path
+) -> None:
+    secret = tmp_path / "wrong.secret"
+    secret.write_text("not-the-secret")
+    sample = Path(__file__).resolve().parents[2] / "services/launcher/samples"
+
+    refused = run(
+        "submit",
+        "--url",
+        mesh.url("orchestrator"),
+        "--token-url",
+        mesh.addresses.token_url,
+        "--secret-file",
+        str(secret),
+        "--ca-file",
+        str(mesh.ca_file),
+        str(sample / "sample_invoice.pdf"),
+        env=clean_environment(),
+        timeout=60,
+    )
+
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "a2a-mesh submit: CallerError: token request refused (401)"
+    )
