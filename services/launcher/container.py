@@ -18,9 +18,19 @@ import urllib.request
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from shared.tls import client_context
 
 SERVICES = ("orchestrator", "extractor", "validator", "archivist", "identity")
+# Each service's own default port (its settings class), when none is set.
+DEFAULT_PORTS = {
+    "orchestrator": "8001",
+    "extractor": "8002",
+    "validator": "8003",
+    "archivist": "8004",
+}
 
 RUNTIME_DIR_VARIABLE = "MESH_RUNTIME_DIR"
 DEFAULT_RUNTIME_DIR = Path("/run/mesh")
@@ -69,6 +79,10 @@ def write_pem_files(environ: MutableMapping[str, str]) -> None:
 
     if not settings:
         return
+    for variable in PEM_VARIABLES:
+        if environ.get(variable):
+            _check_pem(variable, environ[variable])
+
     folder = runtime_dir(environ)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for variable, (file_name, setting) in PEM_VARIABLES.items():
@@ -82,8 +96,24 @@ def write_pem_files(environ: MutableMapping[str, str]) -> None:
         environ[setting] = str(path)
 
 
+def _check_pem(variable: str, pem: str) -> None:
+    """Refuse text that is not the PEM the variable promises, naming the
+    variable: the service would otherwise fail deep inside its TLS set-up."""
+    data = pem.encode()
+    try:
+        if variable.endswith("_KEY_PEM"):
+            serialization.load_pem_private_key(data, password=None)
+        else:
+            x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError):
+        kind = "a private key" if variable.endswith("_KEY_PEM") else "certificates"
+        raise EntrypointError(f"{variable} does not hold {kind} in PEM") from None
+
+
 def serve(service: str) -> None:
     """Become ``service``: write the TLS files, then exec its module."""
+    if not service:
+        raise EntrypointError("name the service, or set MESH_SERVICE_NAME")
     if service not in SERVICES:
         raise EntrypointError(
             f"unknown service {service!r}; one of: {', '.join(SERVICES)}"
@@ -98,9 +128,11 @@ def health_url(environ: Mapping[str, str]) -> str:
     """The service's own ``/health``, as its settings make it listen."""
     settings = {**environ, **file_settings(environ)}
     scheme = "https" if settings.get("MESH_TLS_CERTFILE") else "http"
-    port = settings.get("MESH_PORT")
+    port = settings.get("MESH_PORT") or DEFAULT_PORTS.get(
+        settings.get("MESH_SERVICE_NAME", "")
+    )
     if not port:
-        raise EntrypointError("MESH_PORT is not set; give the URL to probe")
+        raise EntrypointError("set MESH_PORT or MESH_SERVICE_NAME, or give the URL")
     return f"{scheme}://127.0.0.1:{port}/health"
 
 
