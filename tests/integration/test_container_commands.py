@@ -138,6 +138,19 @@ def test_serve_refuses_a_certificate_given_twice(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def local_aws_arguments(folder: Path, port: int, ready: Path) -> list[str]:
+    return [
+        "local-aws",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ready-file",
+        str(ready),
+    ]
+
+
 def test_local_aws_serves_tls_and_holds_the_secrets_init_made(tmp_path: Path) -> None:
     init(tmp_path / "volume")
     folder = tmp_path / "volume" / "aws"
@@ -146,17 +159,7 @@ def test_local_aws_serves_tls_and_holds_the_secrets_init_made(tmp_path: Path) ->
     env = clean_environment() | LOCAL_AWS_ENV
     log = (tmp_path / "local-aws.log").open("w")
     endpoint_process = subprocess.Popen(
-        [
-            A2A_MESH,
-            "local-aws",
-            str(folder),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ready-file",
-            str(ready),
-        ],
+        [A2A_MESH, *local_aws_arguments(folder, port, ready)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -208,14 +211,7 @@ def test_local_aws_refuses_a_port_in_use_and_marks_nothing_ready(
         port = taken.getsockname()[1]
 
         refused = run(
-            "local-aws",
-            str(tmp_path / "volume" / "aws"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ready-file",
-            str(ready),
+            *local_aws_arguments(tmp_path / "volume" / "aws", port, ready),
             env=clean_environment() | LOCAL_AWS_ENV,
         )
 
@@ -232,18 +228,27 @@ def test_local_aws_names_a_broken_seed_file(tmp_path: Path) -> None:
     seed_file.write_text('{"a2a-mesh/db-password": ')
 
     refused = run(
-        "local-aws",
-        str(seed_file.parent),
-        "--port",
-        str(free_port()),
-        "--ready-file",
-        str(tmp_path / "seeded"),
+        *local_aws_arguments(seed_file.parent, free_port(), tmp_path / "seeded"),
         env=clean_environment() | LOCAL_AWS_ENV,
     )
 
     assert refused.returncode == 2
     assert f"cannot read {seed_file}" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def submit_arguments(mesh: LocalMesh, secret: Path) -> list[str]:
+    return [
+        "submit",
+        "--url",
+        mesh.url("orchestrator"),
+        "--token-url",
+        mesh.addresses.token_url,
+        "--secret-file",
+        str(secret),
+        "--ca-file",
+        str(mesh.ca_file),
+    ]
 
 
 def test_submit_processes_documents_as_a_client_of_the_running_mesh(
@@ -254,17 +259,9 @@ def test_submit_processes_documents_as_a_client_of_the_running_mesh(
     sample = Path(__file__).resolve().parents[2] / "services/launcher/samples"
 
     submitted = run(
-        "submit",
-        "--url",
-        mesh.url("orchestrator"),
+        *submit_arguments(mesh, secret),
         str(sample / "sample_invoice.pdf"),
         str(sample / "libreoffice-writer-password.pdf"),
-        "--token-url",
-        mesh.addresses.token_url,
-        "--secret-file",
-        str(secret),
-        "--ca-file",
-        str(mesh.ca_file),
         "--json",
         env=clean_environment(),
         timeout=120,
@@ -287,15 +284,7 @@ def test_submit_says_in_one_line_when_the_client_is_refused(
     sample = Path(__file__).resolve().parents[2] / "services/launcher/samples"
 
     refused = run(
-        "submit",
-        "--url",
-        mesh.url("orchestrator"),
-        "--token-url",
-        mesh.addresses.token_url,
-        "--secret-file",
-        str(secret),
-        "--ca-file",
-        str(mesh.ca_file),
+        *submit_arguments(mesh, secret),
         str(sample / "sample_invoice.pdf"),
         env=clean_environment(),
         timeout=60,
