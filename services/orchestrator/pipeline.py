@@ -42,6 +42,13 @@ class StageFailed(Exception):
         self.reason = reason
 
 
+class TaskEnded(Exception):
+    """The task ended (was canceled) while its pipeline ran: stop there."""
+
+    def __init__(self, task_id: uuid.UUID) -> None:
+        super().__init__(str(task_id))
+
+
 class Pipeline:
     def __init__(self, agents: Agents, tasks: TaskRepository) -> None:
         self._agents = agents
@@ -54,6 +61,9 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = await self._stages(task_id, s3_key, timings, steps)
+        except TaskEnded:
+            log_event(logger, "task.stopped", task_id=str(task_id), s3_key=s3_key)
+            return
         except StageFailed as failure:
             timings["total_ms"] = _ms_since(started)
             await self._tasks.fail(
@@ -150,7 +160,8 @@ class Pipeline:
         timings: dict[str, float],
         steps: list[dict[str, Any]],
     ) -> Any:
-        await self._tasks.enter(task_id, status)
+        if not await self._tasks.enter(task_id, status):
+            raise TaskEnded(task_id)
         started = time.perf_counter()
         try:
             result = await agent.call(method, params)

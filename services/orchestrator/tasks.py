@@ -9,9 +9,17 @@ from typing import Any, Literal
 from shared.database import Database
 
 Status = Literal[
-    "pending", "extracting", "validating", "archiving", "completed", "failed"
+    "pending",
+    "extracting",
+    "validating",
+    "archiving",
+    "completed",
+    "failed",
+    "canceled",
 ]
-TERMINAL: frozenset[str] = frozenset({"completed", "failed"})
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "canceled"})
+# Only a task still running may move on; a canceled one never does.
+_RUNNING = "status NOT IN ('completed', 'failed', 'canceled')"
 
 _COLUMNS = (
     "id, s3_key, status, stage, reason, reason_code, document_id, result, timings,"
@@ -38,16 +46,29 @@ class TaskRepository:
         )
         return task_id
 
-    async def enter(self, task_id: uuid.UUID, status: Status) -> None:
-        """Move a running task to its next stage."""
-        await self._db.execute(
-            "UPDATE tasks SET status = $2, stage = $2, updated_at = now(),"
+    async def enter(self, task_id: uuid.UUID, status: Status) -> bool:
+        """Move a running task to its next stage; False if it has ended
+        meanwhile (canceled), so the pipeline stops."""
+        moved = await self._db.fetchval(
+            "UPDATE tasks SET status = $2, stage = $2, updated_at = now(),"  # noqa: S608 (a constant)
             " started_at = coalesce(started_at, now()),"
             " attempts = attempts + (CASE WHEN $2 = 'extracting' THEN 1 ELSE 0 END)"
-            " WHERE id = $1",
+            f" WHERE id = $1 AND {_RUNNING} RETURNING true",
             task_id,
             status,
         )
+        return bool(moved)
+
+    async def cancel(self, task_id: uuid.UUID) -> bool:
+        """End a running task as canceled; False if it had ended already."""
+        canceled = await self._db.fetchval(
+            "UPDATE tasks SET status = 'canceled', reason_code = 'canceled',"  # noqa: S608 (a constant)
+            " reason = 'Canceled at the caller''s request',"
+            " updated_at = now(), finished_at = now()"
+            f" WHERE id = $1 AND {_RUNNING} RETURNING true",
+            task_id,
+        )
+        return bool(canceled)
 
     async def complete(
         self,
@@ -58,9 +79,9 @@ class TaskRepository:
         timings: dict[str, float],
     ) -> None:
         await self._db.execute(
-            "UPDATE tasks SET status = 'completed', document_id = $2, result = $3,"
+            "UPDATE tasks SET status = 'completed', document_id = $2, result = $3,"  # noqa: S608 (a constant)
             " timings = $4, reason = NULL, reason_code = NULL,"
-            " updated_at = now(), finished_at = now() WHERE id = $1",
+            f" updated_at = now(), finished_at = now() WHERE id = $1 AND {_RUNNING}",
             task_id,
             document_id,
             json.dumps(result),
@@ -76,8 +97,9 @@ class TaskRepository:
         timings: dict[str, float],
     ) -> None:
         await self._db.execute(
-            "UPDATE tasks SET status = 'failed', reason_code = $2, reason = $3,"
-            " timings = $4, updated_at = now(), finished_at = now() WHERE id = $1",
+            "UPDATE tasks SET status = 'failed', reason_code = $2, reason = $3,"  # noqa: S608 (a constant)
+            " timings = $4, updated_at = now(), finished_at = now()"
+            f" WHERE id = $1 AND {_RUNNING}",
             task_id,
             reason_code,
             reason,
@@ -95,7 +117,7 @@ class TaskRepository:
         """Unfinished tasks nobody has moved on for ``seconds``."""
         rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
-            " WHERE status NOT IN ('completed', 'failed')"
+            f" WHERE {_RUNNING}"
             "   AND updated_at < now() - make_interval(secs => $1)"
             " ORDER BY updated_at, id LIMIT $2",
             seconds,
@@ -106,7 +128,7 @@ class TaskRepository:
     async def unfinished(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch(
             f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
-            " WHERE status NOT IN ('completed', 'failed')"
+            f" WHERE {_RUNNING}"
             " ORDER BY created_at, id LIMIT $1",
             limit,
         )
