@@ -67,12 +67,15 @@ def create_service_app(
     secrets: SecretStore | None = None,
     policy: SecurityPolicy | None = None,
     protected: Mapping[str, int] | None = None,
+    agent_card: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The FastAPI app of one service, with its lifespan and common routes.
 
     ``/a2a`` is protected with the policy's body limit for this service;
     ``protected`` adds other paths with their own limits. The policy file is
     read here, so a mistake in it stops the service before it listens.
+    ``agent_card`` replaces the card made from the methods (the orchestrator
+    serves an A2A 1.0 card).
     """
     policy = policy or SecurityPolicy.load(settings.policy_file)
     body_limit = policy.limits.body_bytes_for(settings.service_name)
@@ -128,7 +131,7 @@ def create_service_app(
         trust_alb_certificates=settings.trust_alb_client_certificates,
     )
     app.add_middleware(CorrelationMiddleware)
-    _add_common_routes(app, settings, description)
+    _add_common_routes(app, settings, description, agent_card)
     return app
 
 
@@ -148,7 +151,10 @@ def mesh_error_response(
 
 
 def _add_common_routes(
-    app: FastAPI, settings: ServiceSettings, description: str
+    app: FastAPI,
+    settings: ServiceSettings,
+    description: str,
+    card: Mapping[str, Any] | None,
 ) -> None:
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -166,7 +172,9 @@ def _add_common_routes(
         )
 
     @app.get("/.well-known/agent-card.json", include_in_schema=False)
-    async def agent_card(request: Request) -> dict[str, Any]:
+    async def agent_card(request: Request) -> Mapping[str, Any]:
+        if card is not None:
+            return card
         dispatcher: Dispatcher = request.app.state.dispatcher
         return _agent_card(settings, description, dispatcher.methods)
 

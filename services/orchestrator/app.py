@@ -7,7 +7,11 @@ import time
 from contextlib import AsyncExitStack
 
 from fastapi import FastAPI, Request
+from google.protobuf.json_format import MessageToDict
 
+from services.orchestrator.a2a_card import RPC_PATH, public_card
+from services.orchestrator.a2a_handler import MeshA2AHandler
+from services.orchestrator.a2a_routes import add_a2a_route
 from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
 from services.orchestrator.methods import Orchestrator
 from services.orchestrator.pipeline import Agents, Pipeline
@@ -72,6 +76,10 @@ def create_app(
         stack.callback(watch.cancel)
         storage = DocumentStorage(runtime.aws, settings)
         orchestrator = Orchestrator(tasks, runner, storage, agents, runtime.http)
+        add_a2a_route(
+            app,
+            MeshA2AHandler(settings, policy, orchestrator, tasks, runner, storage),
+        )
         return ServiceParts(
             methods=orchestrator.methods(),
             checks={"s3": storage.check},
@@ -87,7 +95,10 @@ def create_app(
         protected={
             "/documents": policy.limits.max_upload_bytes + _MULTIPART_OVERHEAD,
             "/admin": ADMIN_BODY_BYTES,
+            # A document's bytes travel base64-encoded in a file part.
+            RPC_PATH: policy.limits.max_upload_bytes * 4 // 3 + _MULTIPART_OVERHEAD,
         },
+        agent_card=MessageToDict(public_card(settings)),
     )
     add_admin_routes(app)
 

@@ -29,6 +29,7 @@ class TaskRunner:
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._active: set[uuid.UUID] = set()
+        self._jobs: dict[asyncio.Task[None], uuid.UUID] = {}
 
     def start(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> bool:
         """Schedule a task unless it is already running here; whether it was."""
@@ -37,8 +38,20 @@ class TaskRunner:
         self._active.add(task_id)
         job = asyncio.create_task(self._run(task_id, s3_key, cid))
         self._running.add(job)
-        job.add_done_callback(self._running.discard)
+        self._jobs[job] = task_id
+        job.add_done_callback(self._finished)
         return True
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        self._running.discard(job)
+        self._jobs.pop(job, None)
+
+    def cancel(self, task_id: uuid.UUID) -> None:
+        """Stop the task's pipeline if it runs here; elsewhere it stops at its
+        next stage, which finds the task canceled."""
+        for job, running in self._jobs.items():
+            if running == task_id:
+                job.cancel()
 
     def resume(self, unfinished: list[dict[str, Any]]) -> None:
         """Run again the unfinished tasks that are not running here."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from shared.database import Database
@@ -124,6 +125,27 @@ class TaskRepository:
             limit,
         )
         return [_task(row) for row in rows]
+
+    async def page(
+        self, statuses: Sequence[str] | None, *, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Tasks newest first, optionally in ``statuses``, and how many match."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM tasks"  # noqa: S608
+            " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))"
+            " ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+            list(statuses) if statuses is not None else None,
+            limit,
+            offset,
+        )
+        if rows:
+            return [_task(row) for row in rows], int(rows[0]["total"])
+        total = await self._db.fetchval(
+            "SELECT count(*) FROM tasks"
+            " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))",
+            list(statuses) if statuses is not None else None,
+        )
+        return [], int(str(total))
 
     async def unfinished(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch(

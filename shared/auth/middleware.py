@@ -154,9 +154,10 @@ class AuthMiddleware:
         await self.app(scope, _replay(body, receive), send)
 
     def _limit(self, path: str) -> int | None:
-        for prefix, limit in self._limits.items():
+        # The longest protected prefix decides: /a2a/v1 has its own limit.
+        for prefix in sorted(self._limits, key=len, reverse=True):
             if path == prefix or path.startswith(prefix + "/"):
-                return limit
+                return self._limits[prefix]
         return None
 
     def _gate_of(self, scope: Scope) -> tuple[SecurityGate, str]:

@@ -1,0 +1,139 @@
+"""The A2A 1.0 JSON-RPC route, behind the same gate as every other call.
+
+The auth middleware has verified the token (and DPoP proof, rate limit)
+before this route runs. Here each A2A method is checked against the role
+table under the mesh method it stands for, and its outcome is audited; only
+then does the SDK's dispatcher see the request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from a2a.auth.user import User
+from a2a.server.context import ServerCallContext
+from a2a.server.routes import create_jsonrpc_routes
+from a2a.server.routes.common import DefaultServerCallContextBuilder
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.orchestrator.a2a_card import RPC_PATH
+from services.orchestrator.a2a_handler import MeshA2AHandler
+from shared.auth.principal import Principal
+from shared.errors import Forbidden, MeshError
+from shared.runtime import Runtime
+from shared.service import mesh_error_response, principal_of
+
+# The mesh method whose role grants each A2A method (1.0 names, then the 0.3
+# aliases). GetExtendedAgentCard needs no role: it shows what the caller may do.
+MESH_METHOD_OF: Mapping[str, str] = {
+    "SendMessage": "process_document",
+    "SendStreamingMessage": "process_document",
+    "GetTask": "get_task_status",
+    "ListTasks": "get_task_status",
+    "SubscribeToTask": "get_task_status",
+    "CancelTask": "process_document",
+    "message/send": "process_document",
+    "message/stream": "process_document",
+    "tasks/get": "get_task_status",
+    "tasks/resubscribe": "get_task_status",
+    "tasks/cancel": "process_document",
+}
+_SEARCH = "search_documents"
+
+
+class MeshUser(User):
+    def __init__(self, principal: Principal) -> None:
+        self._principal = principal
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def user_name(self) -> str:
+        return self._principal.client_id
+
+
+class GateContext(DefaultServerCallContextBuilder):
+    """The SDK's context (it keeps the headers for the version check), with
+    the principal the gate verified."""
+
+    def build(self, request: Request) -> ServerCallContext:
+        context = super().build(request)
+        principal = principal_of(request)
+        context.user = MeshUser(principal)
+        context.state["principal"] = principal
+        return context
+
+
+def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
+    (route,) = create_jsonrpc_routes(
+        handler,
+        rpc_url=RPC_PATH,
+        context_builder=GateContext(),
+        enable_v0_3_compat=True,
+    )
+    dispatch = route.endpoint
+
+    async def a2a_v1(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        principal = principal_of(request)
+        started = time.perf_counter()
+        method = _method_of(await request.body())
+        mesh_method = MESH_METHOD_OF.get(method or "")
+        if mesh_method is not None and _is_search(await request.body()):
+            mesh_method = _SEARCH
+
+        def audit(error: MeshError | None) -> None:
+            runtime.gate.audit.outcome(
+                principal,
+                method=f"a2a:{method or '?'}",
+                path=request.url.path,
+                client_address=request.client.host if request.client else None,
+                started=started,
+                error=error,
+            )
+
+        allowed = runtime.policy.roles.allows(principal.roles, mesh_method or "")
+        if mesh_method and not allowed:
+            refusal = Forbidden("missing_role", f"Not allowed to call {method}")
+            audit(refusal)
+            return mesh_error_response(refusal)
+        response: Response = await dispatch(request)
+        audit(None)
+        return response
+
+    app.add_route(RPC_PATH, a2a_v1, methods=["POST"], include_in_schema=False)
+
+
+def _method_of(body: bytes) -> str | None:
+    """The request's method, if the body is a JSON-RPC request at all; the
+    SDK answers anything else with the protocol's own error."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    method = request.get("method") if isinstance(request, dict) else None
+    return method if isinstance(method, str) else None
+
+
+def _is_search(body: bytes) -> bool:
+    """Whether a SendMessage asks for a search (a data part with ``search``),
+    which the viewer's role allows, rather than a document to process."""
+    try:
+        parts: Any = json.loads(body)["params"]["message"]["parts"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(parts, list):
+        return False
+    return any(
+        isinstance(part, dict)
+        and isinstance(part.get("data"), dict)
+        and "search" in part["data"]
+        for part in parts
+    )
