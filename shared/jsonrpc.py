@@ -116,7 +116,7 @@ class Dispatcher:
         method: str | None = None
         request_id: RequestId = None
         try:
-            request = _parse(body, self._max_depth)
+            request = parse_body(body, self._max_depth)
             request_id = _envelope(request)
             method = request["method"]
             result = await self._run(request, call)
@@ -165,7 +165,8 @@ class Dispatcher:
         )
 
 
-def _parse(body: bytes, max_depth: int) -> Any:
+def parse_body(body: bytes, max_depth: int) -> Any:
+    """JSON no deeper than ``max_depth``: -32700 or -32600 (``too_deep``)."""
     try:
         request = json.loads(body)
     except ValueError:

@@ -8,7 +8,6 @@ then does the SDK's dispatcher see the request.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +24,7 @@ from services.orchestrator.a2a_card import RPC_PATH
 from services.orchestrator.a2a_handler import MeshA2AHandler
 from shared.auth.principal import Principal
 from shared.errors import Forbidden, MeshError
+from shared.jsonrpc import parse_body
 from shared.runtime import Runtime
 from shared.service import mesh_error_response, principal_of
 
@@ -84,9 +84,20 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
         runtime: Runtime = request.app.state.runtime
         principal = principal_of(request)
         started = time.perf_counter()
-        method = _method_of(await request.body())
+        try:
+            # The mesh's depth limit first: the SDK's parser has none.
+            body = parse_body(
+                await request.body(), runtime.policy.limits.max_json_depth
+            )
+        except MeshError as malformed:
+            body = None
+            method = None
+            error: MeshError | None = malformed
+        else:
+            method = _method_of(body)
+            error = None
         mesh_method = MESH_METHOD_OF.get(method or "")
-        if mesh_method is not None and _is_search(await request.body()):
+        if mesh_method is not None and _is_search(body):
             mesh_method = _SEARCH
 
         def audit(error: MeshError | None) -> None:
@@ -100,10 +111,11 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
             )
 
         allowed = runtime.policy.roles.allows(principal.roles, mesh_method or "")
-        if mesh_method and not allowed:
-            refusal = Forbidden("missing_role", f"Not allowed to call {method}")
-            audit(refusal)
-            return mesh_error_response(refusal)
+        if error is None and mesh_method and not allowed:
+            error = Forbidden("missing_role", f"Not allowed to call {method}")
+        if error is not None:
+            audit(error)
+            return mesh_error_response(error)
         response: Response = await dispatch(request)
         audit(None)
         return response
@@ -111,23 +123,19 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
     app.add_route(RPC_PATH, a2a_v1, methods=["POST"], include_in_schema=False)
 
 
-def _method_of(body: bytes) -> str | None:
+def _method_of(request: Any) -> str | None:
     """The request's method, if the body is a JSON-RPC request at all; the
     SDK answers anything else with the protocol's own error."""
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return None
     method = request.get("method") if isinstance(request, dict) else None
     return method if isinstance(method, str) else None
 
 
-def _is_search(body: bytes) -> bool:
+def _is_search(request: Any) -> bool:
     """Whether a SendMessage asks for a search (a data part with ``search``),
     which the viewer's role allows, rather than a document to process."""
     try:
-        parts: Any = json.loads(body)["params"]["message"]["parts"]
-    except (ValueError, KeyError, TypeError):
+        parts: Any = request["params"]["message"]["parts"]
+    except (KeyError, TypeError):
         return False
     if not isinstance(parts, list):
         return False

@@ -4,6 +4,7 @@ client (none of our client code) against the running mesh."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -394,3 +395,88 @@ async def test_a_0_3_client_reads_a_task_by_the_old_method_name(
     assert task["id"] == event.task.id
     assert task["kind"] == "task"
     assert task["status"]["state"] == "completed"
+
+
+async def post_a2a(
+    mesh: LocalMesh, http: httpx.AsyncClient, card: AgentCard, body: bytes
+) -> httpx.Response:
+    token = await client_credentials(mesh, http, card, "document-processor")
+    return await http.post(
+        card.supported_interfaces[0].url,
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "A2A-Version": "1.0",
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def send_message_body(*parts: dict[str, Any]) -> bytes:
+    request = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "SendMessage",
+        "params": {
+            "message": {"messageId": "m-1", "role": "ROLE_USER", "parts": list(parts)},
+            "configuration": {"returnImmediately": True},
+        },
+    }
+    return json.dumps(request).encode()
+
+
+PDF_PART = {"raw": "JVBERi0xLjQK", "mediaType": "application/pdf", "filename": "a.pdf"}
+
+
+@pytest.mark.parametrize(
+    ("parts", "code"),
+    [
+        ((PDF_PART, PDF_PART), -32602),  # two documents in one message
+        (({"text": "only words"},), -32602),
+        (({**PDF_PART, "mediaType": "image/png", "filename": "a.png"},), -32005),
+        (({"url": "s3://another-bucket/a.pdf"},), -32602),
+        (({"url": "s3://a2a-mesh-documents/../etc/passwd"},), -32602),
+        (({"url": "https://example.invalid/a.pdf"},), -32602),
+        (({"data": {"s3_key": 7}},), -32602),
+    ],
+)
+async def test_a_message_the_mesh_cannot_take_is_a_precise_error_and_starts_nothing(
+    parts: tuple[dict[str, Any], ...],
+    code: int,
+    mesh: LocalMesh,
+    http: httpx.AsyncClient,
+    card: AgentCard,
+    database: asyncpg.Connection,
+) -> None:
+    before = await count_tasks(database)
+
+    reply = await post_a2a(mesh, http, card, send_message_body(*parts))
+
+    assert reply.status_code == 200
+    assert reply.json()["error"]["code"] == code
+    assert await count_tasks(database) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[" * 5000 + b"]" * 5000,
+        json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": 5}}
+        ).encode(),
+        send_message_body({"data": {"deep": "HOLE"}}).replace(
+            b'"HOLE"', b"[" * 3000 + b"]" * 3000
+        ),
+    ],
+    ids=["not-json", "deep-array", "wrong-type", "deep-data-part"],
+)
+async def test_malformed_requests_get_protocol_errors_not_server_errors(
+    body: bytes, mesh: LocalMesh, http: httpx.AsyncClient, card: AgentCard
+) -> None:
+    reply = await post_a2a(mesh, http, card, body)
+
+    assert reply.status_code < 500, reply.text[:300]
+    assert reply.json()["error"]["code"] in (-32700, -32600, -32602)
+    health = await http.get(f"{mesh.url('orchestrator')}/health")
+    assert health.status_code == 200
