@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from datetime import UTC
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -68,7 +69,8 @@ from shared.jsonrpc import Call
 from shared.lookup import SearchParams
 from shared.storage import DocumentStorage
 
-_POLL_SECONDS = 0.1
+# How often a followed task is read again, for what another replica did.
+_POLL_SECONDS = 0.25
 # A stream or a blocking SendMessage follows its task this long at most; the
 # caller may then GetTask or SubscribeToTask again.
 _FOLLOW_SECONDS = 300.0
@@ -135,14 +137,17 @@ class MeshA2AHandler(RequestHandler):
     ) -> ListTasksResponse:
         if params.context_id:
             # Each task is its own context: the filter names one task.
-            rows = [await self._row(params.context_id)]
+            try:
+                rows = [await self._row(params.context_id)]
+            except TaskNotFoundError:
+                rows = []
             return ListTasksResponse(
                 tasks=[
                     task_message(r, include_artifacts=params.include_artifacts)
                     for r in rows
                 ],
-                page_size=1,
-                total_size=1,
+                page_size=max(len(rows), 1),
+                total_size=len(rows),
             )
 
         size = params.page_size or _DEFAULT_PAGE
@@ -152,8 +157,11 @@ class MeshA2AHandler(RequestHandler):
         statuses = None
         if params.status != TaskState.TASK_STATE_UNSPECIFIED:
             statuses = STATUSES_OF.get(params.status, ())
+        after = None
+        if params.HasField("status_timestamp_after"):
+            after = params.status_timestamp_after.ToDatetime(tzinfo=UTC)
         rows, total = await _guarded(
-            self._tasks.page(statuses, limit=size, offset=offset)
+            self._tasks.page(statuses, limit=size, offset=offset, updated_after=after)
         )
         following = offset + len(rows)
         return ListTasksResponse(
@@ -171,11 +179,21 @@ class MeshA2AHandler(RequestHandler):
         self, params: CancelTaskRequest, context: ServerCallContext
     ) -> Task | None:
         row = await self._row(params.id)
+        principal: Principal = context.state["principal"]
+        if (
+            row["submitted_by"] != principal.client_id
+            and "admin" not in principal.roles
+        ):
+            raise TaskNotCancelableError(
+                "Only the client that sent a task may cancel it"
+            )
         if row["status"] in TERMINAL:
             raise TaskNotCancelableError(f"The task is already {row['status']}")
         task_id = uuid.UUID(row["task_id"])
         if not await _guarded(self._tasks.cancel(task_id)):
-            raise TaskNotCancelableError("The task ended before it could be canceled")
+            raise TaskNotCancelableError(
+                "The task has ended, or is archiving its document: too late to undo"
+            )
         self._runner.cancel(task_id)
         return task_message(await self._row(row["task_id"]))
 
@@ -226,6 +244,8 @@ class MeshA2AHandler(RequestHandler):
     ) -> dict[str, Any]:
         """Store the message's document if it carries the bytes, then start
         the same task ``process_document`` would."""
+        if message.role != Role.ROLE_USER:
+            raise InvalidParamsError("A client's message has the role ROLE_USER")
         if message.task_id:
             raise UnsupportedOperationError(
                 "A task takes no further messages; send a new one"
@@ -250,7 +270,12 @@ class MeshA2AHandler(RequestHandler):
         return await self._row(submitted["task_id"])
 
     async def _store(self, part: Part) -> str:
-        media_type = part.media_type or _media_type_of(part.filename)
+        named = _media_type_of(part.filename)
+        media_type = part.media_type or named
+        if named and media_type != named:
+            raise ContentTypeNotSupportedError(
+                f"{part.filename!r} is {named}, but the part says {media_type}"
+            )
         if media_type not in DOCUMENT_TYPES:
             raise ContentTypeNotSupportedError(
                 f"Documents are {', '.join(DOCUMENT_TYPES)}; not {media_type or '?'}"
@@ -269,11 +294,16 @@ class MeshA2AHandler(RequestHandler):
         kind = part.WhichOneof("content")
         if kind == "url":
             address = urlsplit(part.url)
-            if address.scheme != "s3" or address.netloc != self._settings.s3_bucket:
-                raise InvalidParamsError(
-                    f"A file URL must be s3://{self._settings.s3_bucket}/<key>"
-                )
-            key: object = address.path.lstrip("/")
+            bucket = self._settings.s3_bucket
+            if (
+                address.scheme != "s3"
+                or address.netloc != bucket
+                or address.query
+                or address.fragment
+                or not address.path.startswith("/")
+            ):
+                raise InvalidParamsError(f"A file URL must be s3://{bucket}/<key>")
+            key: object = address.path[1:]
         else:
             key = _data_of(part).get("s3_key")
         try:
@@ -286,7 +316,7 @@ class MeshA2AHandler(RequestHandler):
         self, message: Message, search: dict[str, Any], context: ServerCallContext
     ) -> Message:
         try:
-            params = SearchParams.model_validate(search)
+            params = SearchParams.model_validate(_whole_numbers(search))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "search"
@@ -311,20 +341,24 @@ class MeshA2AHandler(RequestHandler):
             raise TaskNotFoundError(f"No task {task_id}")
         return row
 
-    def _follow(self, row: dict[str, Any]) -> AsyncIterator[Event]:
+    async def _follow(self, row: dict[str, Any]) -> AsyncIterator[Event]:
         task_id = uuid.UUID(row["task_id"])
 
         async def fetch() -> dict[str, Any] | None:
             return await _guarded(self._tasks.get(task_id))
 
-        return follow(
-            row,
-            fetch,
-            asyncio.sleep,
-            interval=_POLL_SECONDS,
-            limit_seconds=_FOLLOW_SECONDS,
-            clock=time.monotonic,
-        )
+        with self._tasks.changes.follow(task_id) as heard:
+
+            async def wait() -> str | None:
+                try:
+                    return await asyncio.wait_for(heard.get(), _POLL_SECONDS)
+                except TimeoutError:
+                    return None
+
+            async for event in follow(
+                row, fetch, wait, limit_seconds=_FOLLOW_SECONDS, clock=time.monotonic
+            ):
+                yield event
 
 
 def _document_parts(message: Message) -> list[Part]:
@@ -357,6 +391,18 @@ def _search_of(message: Message) -> dict[str, Any] | None:
 def _data_of(part: Part) -> dict[str, Any]:
     value = MessageToDict(part.data)
     return value if isinstance(value, dict) else {}
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A data part's numbers arrive as floats (protobuf's Struct has no
+    integers): 80.0 is read as 80 again, 80.5 stays a float and is refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 def _media_type_of(filename: str) -> str:

@@ -8,6 +8,7 @@ then does the SDK's dispatcher see the request.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,12 +19,19 @@ from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from services.orchestrator.a2a_card import RPC_PATH
 from services.orchestrator.a2a_handler import MeshA2AHandler
 from shared.auth.principal import Principal
-from shared.errors import Forbidden, MeshError
+from shared.errors import (
+    Forbidden,
+    InvalidParams,
+    InvalidRequest,
+    MeshError,
+    MethodNotFound,
+    ParseError,
+)
 from shared.jsonrpc import parse_body
 from shared.runtime import Runtime
 from shared.service import mesh_error_response, principal_of
@@ -44,6 +52,28 @@ MESH_METHOD_OF: Mapping[str, str] = {
     "tasks/cancel": "process_document",
 }
 _SEARCH = "search_documents"
+_OLD_METHODS = frozenset(name for name in MESH_METHOD_OF if "/" in name)
+# A2A's codes of the errors a caller's input causes, as the mesh's own
+# errors, so the audit trail classes them as it does every other refusal.
+_INPUT_ERRORS: Mapping[int, type[MeshError]] = {
+    -32700: ParseError,
+    -32600: InvalidRequest,
+    -32601: MethodNotFound,
+    -32602: InvalidParams,
+}
+
+
+class VersionNotSupported(MeshError):
+    code = -32009
+    default_message = "A2A version not supported"
+
+
+class ProtocolError(MeshError):
+    """An A2A error the SDK answered with, for the audit trail."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
 
 
 class MeshUser(User):
@@ -116,11 +146,36 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
         if error is not None:
             audit(error)
             return mesh_error_response(error)
+        if method in _OLD_METHODS and _major_version(request) not in ("", "0"):
+            error = VersionNotSupported(
+                f"{method} is a 0.3 method; A2A-Version 1.0 names it differently"
+            )
+            audit(error)
+            return mesh_error_response(error)
+
         response: Response = await dispatch(request)
-        audit(None)
+        audit(_answered_error(response))
         return response
 
     app.add_route(RPC_PATH, a2a_v1, methods=["POST"], include_in_schema=False)
+
+
+def _major_version(request: Request) -> str:
+    return request.headers.get("a2a-version", "").strip().split(".")[0]
+
+
+def _answered_error(response: Response) -> MeshError | None:
+    """The error of a JSON-RPC answer, if it is one; a stream has begun well
+    and tells its own errors to the caller."""
+    if not isinstance(response, JSONResponse):
+        return None
+    try:
+        error = json.loads(bytes(response.body)).get("error")
+        code, message = int(error["code"]), str(error.get("message", ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    kind = _INPUT_ERRORS.get(code)
+    return kind(message) if kind is not None else ProtocolError(code, message)
 
 
 def _method_of(request: Any) -> str | None:

@@ -109,27 +109,37 @@ def _status_text(row: dict[str, Any]) -> str | None:
 
 Event = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 Fetch = Callable[[], Awaitable[dict[str, Any] | None]]
-Sleep = Callable[[float], Awaitable[None]]
+Wait = Callable[[], Awaitable[str | None]]
 
 
 async def follow(
     first: dict[str, Any],
     fetch: Fetch,
-    sleep: Sleep,
+    wait: Wait,
     *,
-    interval: float,
     limit_seconds: float,
     clock: Callable[[], float],
 ) -> AsyncIterator[Event]:
     """The task as it is, then each change of its state or stage, its result
     as an artifact, and last its terminal state. Ends there, or when the
-    time limit passes (the caller may subscribe again)."""
+    time limit passes (the caller may subscribe again).
+
+    ``wait`` returns the next stage this replica saw the task enter, or None
+    when a while passed without one; the table is then read again, which is
+    how changes made by another replica, and the result, are found."""
     yield task_message(first)
-    seen = (first["status"], first["stage"])
-    deadline = clock() + limit_seconds
     row = first
+    seen = (row["status"], row["stage"])
+    deadline = clock() + limit_seconds
     while row["status"] not in TERMINAL and clock() < deadline:
-        await sleep(interval)
+        heard = await wait()
+        if heard is not None and heard not in TERMINAL:
+            if (heard, heard) != seen:
+                row = {**row, "status": heard, "stage": heard}
+                seen = (heard, heard)
+                yield _status_event(row)
+            continue
+
         current = await fetch()
         if current is None:
             return
@@ -144,6 +154,10 @@ async def follow(
                 artifact=result_artifact(row),
                 last_chunk=True,
             )
-        yield TaskStatusUpdateEvent(
-            task_id=row["task_id"], context_id=row["task_id"], status=_status(row)
-        )
+        yield _status_event(row)
+
+
+def _status_event(row: dict[str, Any]) -> TaskStatusUpdateEvent:
+    return TaskStatusUpdateEvent(
+        task_id=row["task_id"], context_id=row["task_id"], status=_status(row)
+    )

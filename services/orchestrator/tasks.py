@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Literal
 
 from shared.database import Database
@@ -29,9 +32,35 @@ _COLUMNS = (
 )
 
 
+class TaskChanges:
+    """News of the changes this replica makes to tasks, for whoever follows
+    a task here: each stage is heard at once, however short. Changes made by
+    another replica are found by reading the table again."""
+
+    def __init__(self) -> None:
+        self._followers: dict[uuid.UUID, set[asyncio.Queue[str]]] = {}
+
+    def publish(self, task_id: uuid.UUID, status: str) -> None:
+        for queue in self._followers.get(task_id, ()):
+            queue.put_nowait(status)
+
+    @contextmanager
+    def follow(self, task_id: uuid.UUID) -> Iterator[asyncio.Queue[str]]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._followers.setdefault(task_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            followers = self._followers[task_id]
+            followers.discard(queue)
+            if not followers:
+                del self._followers[task_id]
+
+
 class TaskRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, changes: TaskChanges | None = None) -> None:
         self._db = database
+        self.changes = changes or TaskChanges()
 
     async def create(
         self, s3_key: str, *, submitted_by: str, correlation_id: str | None
@@ -58,17 +87,24 @@ class TaskRepository:
             task_id,
             status,
         )
+        if moved:
+            self.changes.publish(task_id, status)
         return bool(moved)
 
     async def cancel(self, task_id: uuid.UUID) -> bool:
-        """End a running task as canceled; False if it had ended already."""
+        """End a task not yet archiving as canceled; False if it has ended or
+        is archiving (the document is then written whatever happens)."""
         canceled = await self._db.fetchval(
-            "UPDATE tasks SET status = 'canceled', reason_code = 'canceled',"  # noqa: S608 (a constant)
+            "UPDATE tasks SET status = 'canceled', reason_code = 'canceled',"
             " reason = 'Canceled at the caller''s request',"
             " updated_at = now(), finished_at = now()"
-            f" WHERE id = $1 AND {_RUNNING} RETURNING true",
+            # Archiving is the point of no return: the document is written.
+            " WHERE id = $1 AND status IN ('pending', 'extracting', 'validating')"
+            " RETURNING true",
             task_id,
         )
+        if canceled:
+            self.changes.publish(task_id, "canceled")
         return bool(canceled)
 
     async def complete(
@@ -88,6 +124,7 @@ class TaskRepository:
             json.dumps(result),
             json.dumps(timings),
         )
+        self.changes.publish(task_id, "completed")
 
     async def fail(
         self,
@@ -106,6 +143,7 @@ class TaskRepository:
             reason,
             json.dumps(timings),
         )
+        self.changes.publish(task_id, "failed")
 
     async def get(self, task_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._db.fetchrow(
@@ -127,23 +165,34 @@ class TaskRepository:
         return [_task(row) for row in rows]
 
     async def page(
-        self, statuses: Sequence[str] | None, *, limit: int, offset: int
+        self,
+        statuses: Sequence[str] | None,
+        *,
+        limit: int,
+        offset: int,
+        updated_after: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Tasks newest first, optionally in ``statuses``, and how many match."""
-        rows = await self._db.fetch(
-            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM tasks"  # noqa: S608
+        """Tasks newest first, optionally in ``statuses`` or changed after
+        ``updated_after``, and how many match."""
+        where = (
             " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))"
-            " ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-            list(statuses) if statuses is not None else None,
+            " AND ($2::timestamptz IS NULL OR updated_at > $2)"
+        )
+        chosen = list(statuses) if statuses is not None else None
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM tasks{where}"  # noqa: S608
+            " ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
+            chosen,
+            updated_after,
             limit,
             offset,
         )
         if rows:
             return [_task(row) for row in rows], int(rows[0]["total"])
         total = await self._db.fetchval(
-            "SELECT count(*) FROM tasks"
-            " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))",
-            list(statuses) if statuses is not None else None,
+            f"SELECT count(*) FROM tasks{where}",  # noqa: S608
+            chosen,
+            updated_after,
         )
         return [], int(str(total))
 

@@ -341,9 +341,8 @@ async def test_a_viewer_searches_archived_documents_with_a_data_part(
 ) -> None:
     client = await client_as("viewer", streaming=False)
 
-    (event,) = await events_of(
-        client, message(new_data_part({"search": {"document_type": "invoice"}}))
-    )
+    search = {"document_type": "invoice", "min_score": 50, "limit": 5}
+    (event,) = await events_of(client, message(new_data_part({"search": search})))
 
     answer = MessageToDict(event.message.parts[0].data)
     assert event.message.role == Role.ROLE_AGENT
@@ -480,3 +479,33 @@ async def test_malformed_requests_get_protocol_errors_not_server_errors(
     assert reply.json()["error"]["code"] in (-32700, -32600, -32602)
     health = await http.get(f"{mesh.url('orchestrator')}/health")
     assert health.status_code == 200
+
+
+async def test_only_the_client_that_sent_a_task_may_cancel_it(
+    mesh: LocalMesh, client_as: Callable[..., Any]
+) -> None:
+    key = f"incoming/a2a-{uuid.uuid4().hex}.pdf"
+    put_invoice(mesh, key)
+    sender = await client_as("document-processor", streaming=False)
+    request = message(new_data_part({"s3_key": key}))
+    request.configuration.return_immediately = True
+    (event,) = await events_of(sender, request)
+    other = await client_as("lambda-trigger", streaming=False)
+
+    with pytest.raises(TaskNotCancelableError):
+        await other.cancel_task(CancelTaskRequest(id=event.task.id))
+
+
+async def test_a_0_3_method_under_a_1_0_header_is_the_version_error(
+    mesh: LocalMesh, card: AgentCard, http: httpx.AsyncClient
+) -> None:
+    token = await client_credentials(mesh, http, card, "viewer")
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": "x"}}
+
+    reply = await http.post(
+        card.supported_interfaces[0].url,
+        json=request,
+        headers={"Authorization": f"Bearer {token}", "A2A-Version": "1.0"},
+    )
+
+    assert reply.json()["error"]["code"] == -32009

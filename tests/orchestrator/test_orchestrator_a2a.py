@@ -148,17 +148,12 @@ async def test_following_a_task_yields_each_change_then_the_result_then_the_end(
     async def fetch() -> dict[str, Any]:
         return next(rows)
 
-    async def no_wait(seconds: float) -> None:
+    async def nothing_heard() -> None:
         return None
 
     events = await collect(
         follow(
-            row("pending"),
-            fetch,
-            no_wait,
-            interval=0.1,
-            limit_seconds=60,
-            clock=lambda: 0.0,
+            row("pending"), fetch, nothing_heard, limit_seconds=60, clock=lambda: 0.0
         )
     )
 
@@ -176,21 +171,43 @@ async def test_following_a_task_yields_each_change_then_the_result_then_the_end(
     assert last.status.state == TaskState.TASK_STATE_COMPLETED
 
 
+async def test_stages_heard_on_this_replica_are_each_sent_however_short() -> None:
+    heard = iter(["extracting", "validating", "archiving", "completed"])
+
+    async def fetch() -> dict[str, Any]:
+        return row("completed", stage="archiving", result=RESULT)
+
+    async def wait() -> str | None:
+        return next(heard)
+
+    events = await collect(
+        follow(row("pending"), fetch, wait, limit_seconds=60, clock=lambda: 0.0)
+    )
+
+    stages = [e.status.message.parts[0].text for e in events[1:4]]
+    assert stages == [
+        "Extracting the document",
+        "Validating the document",
+        "Archiving the document",
+    ]
+    assert isinstance(events[4], TaskArtifactUpdateEvent)
+    assert events[5].status.state == TaskState.TASK_STATE_COMPLETED
+
+
 async def test_following_stops_at_its_time_limit() -> None:
     ticks = iter([0.0, 10.0, 61.0])
 
     async def fetch() -> dict[str, Any]:
         return row("extracting", stage="extracting")
 
-    async def no_wait(seconds: float) -> None:
+    async def nothing_heard() -> None:
         return None
 
     events = await collect(
         follow(
             row("pending"),
             fetch,
-            no_wait,
-            interval=0.1,
+            nothing_heard,
             limit_seconds=60,
             clock=lambda: next(ticks),
         )
