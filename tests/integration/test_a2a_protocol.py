@@ -44,6 +44,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from services.launcher.mesh import BUCKET, LocalMesh
 from tests.helpers.corpus import corpus_file
+from tests.helpers.evidence import events
 
 pytestmark = pytest.mark.integration
 
@@ -509,3 +510,36 @@ async def test_a_0_3_method_under_a_1_0_header_is_the_version_error(
     )
 
     assert reply.json()["error"]["code"] == -32009
+
+
+async def test_each_a2a_answer_is_audited_with_its_outcome(
+    mesh: LocalMesh, card: AgentCard, http: httpx.AsyncClient
+) -> None:
+    token = await client_credentials(mesh, http, card, "viewer")
+    correlation = f"a2a-audit-{uuid.uuid4().hex[:8]}"
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "GetTask",
+        "params": {"id": str(uuid.uuid4())},
+    }
+
+    reply = await http.post(
+        card.supported_interfaces[0].url,
+        json=request,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "A2A-Version": "1.0",
+            "X-Correlation-ID": correlation,
+        },
+    )
+
+    assert reply.json()["error"]["code"] == -32001
+    (line,) = events(
+        mesh, "orchestrator", "method_executed", correlation_id=correlation
+    )
+    assert (line["method"], line["outcome"], line["error_code"]) == (
+        "a2a:GetTask",
+        "error",
+        -32001,
+    )
