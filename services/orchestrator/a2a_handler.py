@@ -105,12 +105,11 @@ class MeshA2AHandler(RequestHandler):
         if search is not None:
             return await self._search(params.message, search, context)
 
-        row = await self._start(params.message, context)
+        task_id = await self._start(params.message, context)
         if not params.configuration.return_immediately:
-            async for _ in self._follow(row):
+            async for _ in self._follow(task_id, new=True):
                 pass
-            row = await self._row(row["task_id"])
-        return task_message(row)
+        return task_message(await self._row(task_id))
 
     @validate_request_params
     async def on_message_send_stream(
@@ -121,8 +120,8 @@ class MeshA2AHandler(RequestHandler):
             yield await self._search(params.message, search, context)
             return
 
-        row = await self._start(params.message, context)
-        async for event in self._follow(row):
+        task_id = await self._start(params.message, context)
+        async for event in self._follow(task_id, new=True):
             yield event
 
     @validate_request_params
@@ -206,7 +205,7 @@ class MeshA2AHandler(RequestHandler):
             raise UnsupportedOperationError(
                 f"The task is already {row['status']}; read it with GetTask"
             )
-        async for event in self._follow(row):
+        async for event in self._follow(row["task_id"], new=False):
             yield event
 
     async def on_get_extended_agent_card(
@@ -239,11 +238,11 @@ class MeshA2AHandler(RequestHandler):
     ) -> None:
         raise PushNotificationNotSupportedError
 
-    async def _start(
-        self, message: Message, context: ServerCallContext
-    ) -> dict[str, Any]:
+    async def _start(self, message: Message, context: ServerCallContext) -> str:
         """Store the message's document if it carries the bytes, then start
-        the same task ``process_document`` would."""
+        the same task ``process_document`` would; its id. Nothing is awaited
+        after the task starts, so that a follower opened next hears every
+        stage."""
         if message.role != Role.ROLE_USER:
             raise InvalidParamsError("A client's message has the role ROLE_USER")
         if message.task_id:
@@ -267,19 +266,10 @@ class MeshA2AHandler(RequestHandler):
             submitted = await _guarded(
                 self._orchestrator.submit(key, principal.client_id)
             )
-        return await self._row(submitted["task_id"])
+        return str(submitted["task_id"])
 
     async def _store(self, part: Part) -> str:
-        named = _media_type_of(part.filename)
-        media_type = part.media_type or named
-        if named and media_type != named:
-            raise ContentTypeNotSupportedError(
-                f"{part.filename!r} is {named}, but the part says {media_type}"
-            )
-        if media_type not in DOCUMENT_TYPES:
-            raise ContentTypeNotSupportedError(
-                f"Documents are {', '.join(DOCUMENT_TYPES)}; not {media_type or '?'}"
-            )
+        media_type = _declared_type(part)
         limit = self._policy.limits.max_upload_bytes
         if len(part.raw) > limit:
             raise InvalidParamsError(f"The file exceeds {limit} bytes")
@@ -307,10 +297,14 @@ class MeshA2AHandler(RequestHandler):
         else:
             key = _data_of(part).get("s3_key")
         try:
-            return ProcessParams.model_validate({"s3_key": key}).s3_key
+            checked = ProcessParams.model_validate({"s3_key": key}).s3_key
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidParamsError(f"s3_key: {first['msg']}") from None
+        if part.media_type or part.filename:
+            # What the caller says the object is must be what its key says.
+            _declared_type(part, key=checked)
+        return checked
 
     async def _search(
         self, message: Message, search: dict[str, Any], context: ServerCallContext
@@ -341,13 +335,18 @@ class MeshA2AHandler(RequestHandler):
             raise TaskNotFoundError(f"No task {task_id}")
         return row
 
-    async def _follow(self, row: dict[str, Any]) -> AsyncIterator[Event]:
-        task_id = uuid.UUID(row["task_id"])
+    async def _follow(self, task_id: str, *, new: bool) -> AsyncIterator[Event]:
+        """Follow a task; a ``new`` one from its submission, whatever stage
+        it has reached by the time the table is read."""
+        key = uuid.UUID(task_id)
+        with self._tasks.changes.follow(key) as heard:
+            row = await self._row(task_id)
+            if new:
+                # Stages it entered meanwhile are in ``heard``, in order.
+                row = {**row, "status": "pending", "stage": None, "result": None}
 
-        async def fetch() -> dict[str, Any] | None:
-            return await _guarded(self._tasks.get(task_id))
-
-        with self._tasks.changes.follow(task_id) as heard:
+            async def fetch() -> dict[str, Any] | None:
+                return await _guarded(self._tasks.get(key))
 
             async def wait() -> str | None:
                 try:
@@ -389,7 +388,11 @@ def _search_of(message: Message) -> dict[str, Any] | None:
 
 
 def _data_of(part: Part) -> dict[str, Any]:
-    value = MessageToDict(part.data)
+    try:
+        value = MessageToDict(part.data)
+    except ValueError:
+        # protobuf's Value holds NaN and infinities that JSON cannot.
+        raise InvalidParamsError("A data part's numbers must be finite") from None
     return value if isinstance(value, dict) else {}
 
 
@@ -403,6 +406,25 @@ def _whole_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [_whole_numbers(v) for v in value]
     return value
+
+
+def _declared_type(part: Part, *, key: str = "") -> str:
+    """The document's media type: what the part declares (parameters and
+    case aside; octet-stream means "see the name"), which must agree with
+    the file name or key, and be one the mesh reads."""
+    declared = part.media_type.split(";")[0].strip().lower()
+    named = _media_type_of(part.filename or key)
+    if declared in ("", "application/octet-stream"):
+        declared = named
+    if named and declared != named:
+        raise ContentTypeNotSupportedError(
+            f"{part.filename or key!r} is {named}, but the part says {declared}"
+        )
+    if declared not in DOCUMENT_TYPES:
+        raise ContentTypeNotSupportedError(
+            f"Documents are {', '.join(DOCUMENT_TYPES)}; not {declared or '?'}"
+        )
+    return declared
 
 
 def _media_type_of(filename: str) -> str:

@@ -8,6 +8,8 @@ then does the SDK's dispatcher see the request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import Mapping
@@ -129,6 +131,10 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
         mesh_method = MESH_METHOD_OF.get(method or "")
         if mesh_method is not None and _is_search(body):
             mesh_method = _SEARCH
+        if error is None and not _raw_parts_are_base64(body):
+            # protobuf's JSON reader would turn text that is not base64 into
+            # bytes all the same, and the pipeline would archive them.
+            error = InvalidParams("A file part's bytes must be base64")
 
         def audit(error: MeshError | None) -> None:
             runtime.gate.audit.outcome(
@@ -185,18 +191,44 @@ def _method_of(request: Any) -> str | None:
     return method if isinstance(method, str) else None
 
 
+def _parts_of(request: Any) -> list[Any]:
+    try:
+        parts = request["params"]["message"]["parts"]
+    except (KeyError, TypeError):
+        return []
+    return parts if isinstance(parts, list) else []
+
+
+def _raw_parts_are_base64(request: Any) -> bool:
+    """Whether every file part's bytes (1.0 ``raw``, 0.3 ``file.bytes``) are
+    base64, standard or URL-safe, padding optional."""
+    for part in _parts_of(request):
+        if not isinstance(part, dict):
+            continue
+        file = part.get("file")
+        raw = part.get("raw", file.get("bytes") if isinstance(file, dict) else None)
+        if isinstance(raw, str) and not _is_base64(raw):
+            return False
+    return True
+
+
+def _is_base64(text: str) -> bool:
+    padded = text + "=" * (-len(text) % 4)
+    for alphabet in (None, b"-_"):
+        try:
+            base64.b64decode(padded, altchars=alphabet, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        return True
+    return False
+
+
 def _is_search(request: Any) -> bool:
     """Whether a SendMessage asks for a search (a data part with ``search``),
     which the viewer's role allows, rather than a document to process."""
-    try:
-        parts: Any = request["params"]["message"]["parts"]
-    except (KeyError, TypeError):
-        return False
-    if not isinstance(parts, list):
-        return False
     return any(
         isinstance(part, dict)
         and isinstance(part.get("data"), dict)
         and "search" in part["data"]
-        for part in parts
+        for part in _parts_of(request)
     )

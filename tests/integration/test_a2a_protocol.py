@@ -418,6 +418,7 @@ async def post_a2a(
 
 
 def send_message_body(*parts: dict[str, Any]) -> bytes:
+    # NaN is not JSON, but Python writes it, and so do some clients.
     request = {
         "jsonrpc": "2.0",
         "id": 7,
@@ -443,6 +444,13 @@ PDF_PART = {"raw": "JVBERi0xLjQK", "mediaType": "application/pdf", "filename": "
         (({"url": "s3://a2a-mesh-documents/../etc/passwd"},), -32602),
         (({"url": "https://example.invalid/a.pdf"},), -32602),
         (({"data": {"s3_key": 7}},), -32602),
+        (({**PDF_PART, "raw": "!!!not base64"},), -32602),
+        (({"url": "s3://a2a-mesh-documents//uploads/a.pdf"},), -32602),
+        (
+            ({"url": "s3://a2a-mesh-documents/a.txt", "mediaType": "application/pdf"},),
+            -32005,
+        ),
+        (({"data": {"s3_key": "a.pdf", "weight": float("nan")}},), -32602),
     ],
 )
 async def test_a_message_the_mesh_cannot_take_is_a_precise_error_and_starts_nothing(
@@ -533,3 +541,29 @@ async def test_each_a2a_answer_is_audited_with_its_outcome(
         "error",
         -32001,
     )
+
+
+async def test_streams_begin_submitted_and_show_each_stage_when_many_run_at_once(
+    client_as: Callable[..., Any],
+) -> None:
+    client = await client_as("document-processor")
+    text = corpus_file("txt/report-01.txt")
+    part = new_raw_part(text.read_bytes(), media_type="text/plain", filename=text.name)
+
+    streams = await asyncio.gather(
+        *(events_of(client, message(part)) for _ in range(8))
+    )
+
+    for stream in streams:
+        assert stream[0].task.status.state == TaskState.TASK_STATE_SUBMITTED
+        stages = [
+            e.status_update.status.message.parts[0].text
+            for e in stream
+            if e.HasField("status_update")
+            and e.status_update.status.state == TaskState.TASK_STATE_WORKING
+        ]
+        assert stages == [
+            "Extracting the document",
+            "Validating the document",
+            "Archiving the document",
+        ]
