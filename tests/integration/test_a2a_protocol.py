@@ -217,21 +217,22 @@ async def test_a_running_task_can_be_read_and_canceled_and_then_runs_no_further(
     client = await client_as("document-processor", streaming=False)
     immediately = SendMessageConfiguration(return_immediately=True)
 
-    # More tasks than the orchestrator runs at once: the last ones wait.
-    tasks = []
-    for _ in range(24):
+    async def submit() -> Task:
         request = message(new_data_part({"s3_key": key}))
         request.configuration.CopyFrom(immediately)
         (event,) = await events_of(client, request)
-        tasks.append(event.task)
-    last = tasks[-1]
-    running = await client.get_task(GetTaskRequest(id=last.id))
+        return event.task
+
+    # More tasks at once than the orchestrator runs (16): some must wait.
+    tasks = await asyncio.gather(*(submit() for _ in range(32)))
+    states = await asyncio.gather(
+        *(client.get_task(GetTaskRequest(id=t.id)) for t in reversed(tasks))
+    )
+    waiting = [t for t in states if t.status.state == TaskState.TASK_STATE_SUBMITTED]
+    assert waiting, "no task was still waiting to run"
+    last = waiting[0]
     canceled = await client.cancel_task(CancelTaskRequest(id=last.id))
 
-    assert running.status.state in (
-        TaskState.TASK_STATE_SUBMITTED,
-        TaskState.TASK_STATE_WORKING,
-    )
     assert canceled.status.state == TaskState.TASK_STATE_CANCELED
     with pytest.raises(TaskNotCancelableError):
         await client.cancel_task(CancelTaskRequest(id=last.id))
