@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import uvicorn
@@ -33,6 +35,11 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
         )
         print(f"{settings.service_name}: {error}", file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
+    # under the handler it found. ECS and compose stop services this way, and
+    # a stop that went as planned is no failure: with this handler in place
+    # the process exits 0 once the shutdown is done.
+    signal.signal(signal.SIGTERM, _stopped_as_asked)
     uvicorn.run(
         app,
         host=settings.host,
@@ -51,6 +58,11 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
             client_certificate=ssl.CERT_REQUIRED,
         ),
     )
+
+
+def _stopped_as_asked(signum: int, frame: FrameType | None) -> None:
+    # Also when SIGTERM comes before uvicorn listens: the service stops.
+    raise SystemExit(0)
 
 
 def server_tls(

@@ -110,8 +110,8 @@ def test_serve_takes_tls_material_from_pem_variables_and_stops_on_sigterm(
     # The service process holds file paths, not the private keys themselves.
     assert not [v for v in environ if v.startswith(b"MESH_TLS_KEY_PEM=")]
     assert b"MESH_TLS_KEYFILE=" + str(tmp_path / "run/server.key").encode() in environ
-    # uvicorn finishes its graceful shutdown, then ends by the signal it got.
-    assert code in (0, -signal.SIGTERM)
+    # A stop that went as planned: the graceful shutdown, then exit status 0.
+    assert code == 0
     assert "Application shutdown complete" in (tmp_path / "validator.log").read_text()
 
 
