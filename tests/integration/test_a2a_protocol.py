@@ -214,7 +214,9 @@ async def test_a_running_task_can_be_read_and_canceled_and_then_runs_no_further(
 ) -> None:
     key = f"incoming/a2a-{uuid.uuid4().hex}.pdf"
     put_invoice(mesh, key)
-    client = await client_as("document-processor", streaming=False)
+    # An admin: these 30 calls would spend much of the document processor's
+    # budget of 300 a minute, which the other tests of the session share.
+    client = await client_as("mesh-admin", streaming=False)
     immediately = SendMessageConfiguration(return_immediately=True)
 
     async def submit() -> Task:
@@ -224,9 +226,9 @@ async def test_a_running_task_can_be_read_and_canceled_and_then_runs_no_further(
         return event.task
 
     # More tasks at once than the orchestrator runs (16): some must wait.
-    tasks = await asyncio.gather(*(submit() for _ in range(32)))
+    tasks = await asyncio.gather(*(submit() for _ in range(22)))
     states = await asyncio.gather(
-        *(client.get_task(GetTaskRequest(id=t.id)) for t in reversed(tasks))
+        *(client.get_task(GetTaskRequest(id=t.id)) for t in tasks[-8:])
     )
     waiting = [t for t in states if t.status.state == TaskState.TASK_STATE_SUBMITTED]
     assert waiting, "no task was still waiting to run"
@@ -547,7 +549,8 @@ async def test_each_a2a_answer_is_audited_with_its_outcome(
 async def test_streams_begin_submitted_and_show_each_stage_when_many_run_at_once(
     client_as: Callable[..., Any],
 ) -> None:
-    client = await client_as("document-processor")
+    # The lambda may send; few other tests spend its rate budget.
+    client = await client_as("lambda-trigger")
     text = corpus_file("txt/report-01.txt")
     part = new_raw_part(text.read_bytes(), media_type="text/plain", filename=text.name)
 
