@@ -75,7 +75,9 @@ def create_app(
         )
         stack.callback(watch.cancel)
         storage = DocumentStorage(runtime.aws, settings)
-        orchestrator = Orchestrator(tasks, runner, storage, agents, runtime.http)
+        orchestrator = Orchestrator(
+            tasks, runner, storage, agents, runtime.http, charge=runtime.gate.charge
+        )
         add_a2a_route(
             app,
             MeshA2AHandler(settings, policy, orchestrator, tasks, runner, storage),

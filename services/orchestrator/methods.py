@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from services.orchestrator.pipeline import Agents
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.tasks import TaskRepository
 from services.orchestrator.upload import content_type_of, object_key
+from shared.auth.principal import Principal
 from shared.client import AgentClient
 from shared.documents import S3Key
 from shared.errors import InvalidParams, MeshError, PayloadTooLarge, TaskNotFound
@@ -52,7 +54,9 @@ class Orchestrator:
         storage: DocumentStorage,
         agents: Agents,
         http: httpx.AsyncClient,
+        charge: Callable[[Principal, int], None] = lambda principal, items: None,
     ) -> None:
+        self._charge = charge
         self._tasks = tasks
         self._runner = runner
         self._storage = storage
@@ -109,6 +113,9 @@ class Orchestrator:
         return await self.submit(params.s3_key, call.principal.client_id)
 
     async def process_batch(self, params: BatchParams, call: Call) -> Any:
+        # Each key is a task: the call itself was counted, the rest are now,
+        # all or none, before any task starts.
+        self._charge(call.principal, len(params.s3_keys) - 1)
         tasks = [await self.submit(k, call.principal.client_id) for k in params.s3_keys]
         return {"tasks": tasks}
 

@@ -26,6 +26,7 @@ from shared.errors import (
     MethodNotFound,
     ParseError,
     PayloadTooLarge,
+    RateLimited,
 )
 from shared.logging import correlation_id, jti_prefix, log_event
 
@@ -123,6 +124,11 @@ class Audit:
                 outcome="refused",
                 reason=error.reason,
                 **fields,
+            )
+        elif isinstance(error, RateLimited):
+            # A batch bigger than what is left of the caller's minute.
+            self.record(
+                "rate_limit_exceeded", outcome="refused", reason=error.reason, **fields
             )
         elif isinstance(error, _INPUT_ERRORS):
             reason = type(error).__name__

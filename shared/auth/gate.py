@@ -155,6 +155,13 @@ class SecurityGate:
             client_address=arrival.client_address,
         )
 
+    def charge(self, principal: Principal, items: int) -> None:
+        """Count ``items`` more requests against the principal's rate limit:
+        one call that starts many tasks spends as much as that many calls."""
+        if items > 0:
+            limit = self._policy.rate_limit.limit_for(principal.roles)
+            self._limiter.admit(principal.subject, limit, cost=items)
+
     async def _check(self, caller: Caller, body: bytes) -> None:
         principal, proof = caller.principal, caller.proof
         if proof is not None:

@@ -21,8 +21,9 @@ class RateLimiter:
         self._window = window_seconds
         self._requests: dict[str, deque[float]] = {}
 
-    def admit(self, principal: str, limit: int) -> None:
-        """Count one request, or raise ``RateLimited`` with ``retry_after``."""
+    def admit(self, principal: str, limit: int, *, cost: int = 1) -> None:
+        """Count ``cost`` requests (a batch counts each item), or none of them
+        and raise ``RateLimited`` with ``retry_after``."""
         now = time.monotonic()
         requests = self._requests.get(principal)
         if requests is None:
@@ -31,14 +32,17 @@ class RateLimiter:
 
         while requests and requests[0] <= now - self._window:
             requests.popleft()
-        if len(requests) >= limit:
-            retry_after = max(1, math.ceil(requests[0] + self._window - now))
+        if len(requests) + cost > limit:
+            # When enough of the window frees up for the whole cost.
+            index = min(max(len(requests) + cost - limit - 1, 0), len(requests) - 1)
+            oldest = requests[index] if requests else now
+            retry_after = max(1, math.ceil(oldest + self._window - now))
             raise RateLimited(
                 "rate_limited",
                 f"More than {limit} requests a minute",
                 retry_after=retry_after,
             )
-        requests.append(now)
+        requests.extend([now] * cost)
 
     def release(self, principal: str) -> None:
         """Take back the request counted last, for one refused after counting."""

@@ -97,3 +97,42 @@ async def test_fresh_token_of_a_limited_principal_is_still_429(
 
     fresh = forge.valid(FRONT, ROLES, sub=subject)
     await _refused_and_unaffected(mesh, forge, database, fresh, subject)
+
+
+async def _spend(mesh: LocalMesh, token: str, calls: int) -> None:
+    responses = await pipelined(
+        mesh, [_status_call(token) for _ in range(calls)], connections=20
+    )
+    assert {r.status for r in responses} == {200}
+
+
+async def test_a_batch_counts_each_of_its_documents_against_the_limit(
+    mesh: LocalMesh, forge: TokenForge, database: asyncpg.Connection
+) -> None:
+    """One process_batch of many keys is that many requests: a caller cannot
+    queue 100 tasks for the price of one call."""
+    subject = f"sec-rate-batch-{uuid.uuid4()}"
+    token = forge.valid(FRONT, ROLES, sub=subject)
+    # 250 spent: a batch of 60 (251 + 59) goes over, one of 40 still fits.
+    await _spend(mesh, token, LIMIT - 50)
+
+    too_many = [unique_key("batch-over") for _ in range(60)]
+    over = bearer(FRONT, rpc_body("process_batch", {"s3_keys": too_many}), token)
+    refused = await send(mesh, over)
+    fitting = [unique_key("batch-fits") for _ in range(40)]
+    admitted = await send(
+        mesh, bearer(FRONT, rpc_body("process_batch", {"s3_keys": fitting}), token)
+    )
+
+    assert_refused(refused, status=429, code=-32003, reason="rate_limited")
+    for key in too_many:
+        assert (
+            await database.fetchval("SELECT count(*) FROM tasks WHERE s3_key = $1", key)
+            == 0
+        )
+    assert admitted.status_code == 200
+    assert len(admitted.json()["result"]["tasks"]) == 40
+    rows = await security_events(database, str(over.correlation_id))
+    assert [(r["event"], r["reason"]) for r in rows] == [
+        ("rate_limit_exceeded", "rate_limited")
+    ]

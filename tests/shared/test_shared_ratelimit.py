@@ -164,3 +164,31 @@ def test_idle_principals_are_forgotten_before_active_ones(
 
     # The active principal's request still counts: making room reset nothing.
     refused(limiter, "active", 1)
+
+
+def test_a_batch_counts_each_item_all_or_none(
+    limiter: RateLimiter, clock: Clock
+) -> None:
+    limiter.admit("alice", 10, cost=6)
+
+    with pytest.raises(RateLimited):
+        limiter.admit("alice", 10, cost=5)
+
+    # The refused batch counted nothing: four single requests still fit.
+    for _ in range(4):
+        limiter.admit("alice", 10)
+    assert refused(limiter, "alice", 10).reason == "rate_limited"
+
+
+def test_a_refused_batch_is_told_when_the_whole_of_it_fits(
+    limiter: RateLimiter, clock: Clock
+) -> None:
+    limiter.admit("alice", 10, cost=4)
+    clock.advance(20)
+    limiter.admit("alice", 10, cost=4)
+
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit("alice", 10, cost=6)
+
+    # Six fit once the first four have left the window, 40 s from now.
+    assert caught.value.data["retry_after"] == 40
