@@ -17,7 +17,7 @@ class Principal:
     issued_at: int
     username: str | None = None
     key_thumbprint: str | None = None
+    """``cnf.jkt`` of a DPoP-bound token: requests must prove this key."""
     certificate_thumbprint: str | None = None
     """``cnf.x5t#S256`` of a certificate-bound token: the connection's client
     certificate must have this SHA-256 thumbprint."""
-    """``cnf.jkt`` of a DPoP-bound token: requests must prove this key."""
