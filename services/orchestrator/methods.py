@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -168,7 +169,15 @@ class Orchestrator:
     async def upload(
         self, request: Request, *, max_bytes: int, prefix: str
     ) -> dict[str, Any]:
-        """Store a multipart ``file`` in S3 and start its task."""
+        """Store a multipart ``file`` in S3 and start its task. With an
+        ``Idempotency-Key``, a retry gets the task the first attempt made."""
+        client_id = principal_of(request).client_id
+        idempotency_key = _idempotency_key(request)
+        if idempotency_key is not None:
+            earlier = await self._tasks.by_idempotency_key(client_id, idempotency_key)
+            if earlier is not None:
+                return _replayed(earlier)
+
         # The auth middleware has read the body, within the upload limit.
         body = await request.body()
         upload = await _single_file(request, body)
@@ -180,12 +189,62 @@ class Orchestrator:
         key = object_key(prefix, upload.filename or "document")
         await self._storage.put(key, data, content_type)
         try:
-            task = await self.submit(key, principal_of(request).client_id)
+            task = await self._submit_upload(key, client_id, idempotency_key)
         except MeshError:
             # No task will ever read the object; do not leave it behind.
             await self._storage.discard(key)
             raise
+        if task.get("replayed"):
+            # A concurrent retry won the key: this copy is not needed.
+            await self._storage.discard(key)
+            return task
         return {**task, "file_name": upload.filename, "size_bytes": len(data)}
+
+    async def _submit_upload(
+        self, key: str, client_id: str, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        if idempotency_key is None:
+            return await self.submit(key, client_id)
+        cid = correlation_id.get()
+        task_id, made = await self._tasks.create_once(
+            key,
+            submitted_by=client_id,
+            correlation_id=cid,
+            idempotency_key=idempotency_key,
+        )
+        if not made:
+            earlier = await self._tasks.get(task_id)
+            if earlier is None:
+                raise TaskNotFound(str(task_id))
+            return _replayed(earlier)
+        self._runner.start(task_id, key, cid)
+        log_event(logger, "task.accepted", task_id=str(task_id), s3_key=key)
+        return {"task_id": str(task_id), "s3_key": key, "status": "pending"}
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 visible ASCII characters."""
+    values = request.headers.getlist("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1 or not _IDEMPOTENCY_KEY.fullmatch(values[0]):
+        raise InvalidParams(
+            "Idempotency-Key must be one header of 1 to 255 visible ASCII characters"
+        )
+    return values[0]
+
+
+def _replayed(task: dict[str, Any]) -> dict[str, Any]:
+    """What a retry of an upload gets: the task its first attempt made."""
+    return {
+        "task_id": task["task_id"],
+        "s3_key": task["s3_key"],
+        "status": task["status"],
+        "replayed": True,
+    }
 
 
 def _plain(params: Params) -> dict[str, Any]:

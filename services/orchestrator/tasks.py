@@ -76,6 +76,45 @@ class TaskRepository:
         )
         return task_id
 
+    async def create_once(
+        self,
+        s3_key: str,
+        *,
+        submitted_by: str,
+        correlation_id: str | None,
+        idempotency_key: str,
+    ) -> tuple[uuid.UUID, bool]:
+        """A task for the client's ``idempotency_key``: made now (True), or
+        the one an earlier request with that key made (False)."""
+        made = await self._db.fetchval(
+            "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id,"
+            " idempotency_key) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (submitted_by, idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+            uuid.uuid4(),
+            s3_key,
+            submitted_by,
+            correlation_id,
+            idempotency_key,
+        )
+        if isinstance(made, uuid.UUID):
+            return made, True
+        earlier = await self.by_idempotency_key(submitted_by, idempotency_key)
+        if earlier is None:  # pragma: no cover - the conflict row exists
+            raise RuntimeError("idempotency conflict without a row")
+        return uuid.UUID(earlier["task_id"]), False
+
+    async def by_idempotency_key(
+        self, submitted_by: str, idempotency_key: str
+    ) -> dict[str, Any] | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
+            " WHERE submitted_by = $1 AND idempotency_key = $2",
+            submitted_by,
+            idempotency_key,
+        )
+        return None if row is None else _task(row)
+
     async def enter(self, task_id: uuid.UUID, status: Status) -> bool:
         """Move a running task to its next stage; False if it has ended
         meanwhile (canceled), so the pipeline stops."""

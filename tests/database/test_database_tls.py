@@ -143,11 +143,17 @@ async def test_migrations_apply_once_even_when_run_concurrently(
             await p.close()
 
     applied = [version for result in results for version in result]
-    assert applied == ["0001_initial", "0002_security", "0003_task_cancel"]
+    assert applied == [
+        "0001_initial",
+        "0002_security",
+        "0003_task_cancel",
+        "0004_idempotency",
+    ]
     assert [r["version"] for r in versions] == [
         "0001_initial",
         "0002_security",
         "0003_task_cancel",
+        "0004_idempotency",
     ]
     assert {r["tablename"] for r in tables} >= {
         "tasks",

@@ -330,3 +330,60 @@ async def test_get_document_includes_pages_only_when_asked(
         )
 
     assert [page["number"] for page in document["extracted_data"]["pages"]] == [1, 2]
+
+
+async def upload_with_key(
+    mesh: LocalMesh, token: str, key: str, name: str = "retry.txt"
+) -> httpx.Response:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        return await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            files={"file": (name, corpus_file("txt/report-02.txt").read_bytes())},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+
+
+async def test_a_retried_upload_with_the_same_idempotency_key_gets_the_same_task(
+    mesh: LocalMesh, processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    key = f"retry-{uuid.uuid4()}"
+    name = f"{key}.txt"
+    token = await processor.token()
+
+    first, again, raced = await asyncio.gather(
+        upload_with_key(mesh, token, key, name),
+        upload_with_key(mesh, token, key, name),
+        upload_with_key(mesh, token, key, name),
+    )
+    other = await upload_with_key(mesh, token, f"other-{uuid.uuid4()}")
+
+    answers = [r.json() for r in (first, again, raced)]
+    assert {r.status_code for r in (first, again, raced, other)} == {202}
+    assert len({a["task_id"] for a in answers}) == 1
+    assert sorted(bool(a.get("replayed")) for a in answers) == [False, True, True]
+    assert other.json()["task_id"] != answers[0]["task_id"]
+    rows = await database.fetch(
+        "SELECT s3_key FROM tasks WHERE idempotency_key = $1", key
+    )
+    assert len(rows) == 1
+    # The copies the retries stored are gone: only the task's object is left.
+    pages = (
+        mesh.aws.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket="a2a-mesh-documents", Prefix="uploads/")
+    )
+    stored = [o["Key"] for p in pages for o in p.get("Contents", [])]
+    assert [k for k in stored if k.endswith(name)] == [rows[0]["s3_key"]]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "tab\there"])
+async def test_a_malformed_idempotency_key_is_400_and_starts_nothing(
+    key: str, mesh: LocalMesh, processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    before = await database.fetchval("SELECT count(*) FROM tasks")
+
+    response = await upload_with_key(mesh, await processor.token(), key)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32602
+    assert await database.fetchval("SELECT count(*) FROM tasks") == before
