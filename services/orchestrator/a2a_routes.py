@@ -116,25 +116,7 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
         runtime: Runtime = request.app.state.runtime
         principal = principal_of(request)
         started = time.perf_counter()
-        try:
-            # The mesh's depth limit first: the SDK's parser has none.
-            body = parse_body(
-                await request.body(), runtime.policy.limits.max_json_depth
-            )
-        except MeshError as malformed:
-            body = None
-            method = None
-            error: MeshError | None = malformed
-        else:
-            method = _method_of(body)
-            error = None
-        mesh_method = MESH_METHOD_OF.get(method or "")
-        if mesh_method is not None and _is_search(body):
-            mesh_method = _SEARCH
-        if error is None and not _raw_parts_are_base64(body):
-            # protobuf's JSON reader would turn text that is not base64 into
-            # bytes all the same, and the pipeline would archive them.
-            error = InvalidParams("A file part's bytes must be base64")
+        method, refusal = _admit(request, runtime, principal, await request.body())
 
         def audit(error: MeshError | None) -> None:
             runtime.gate.audit.outcome(
@@ -146,24 +128,46 @@ def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
                 error=error,
             )
 
-        allowed = runtime.policy.roles.allows(principal.roles, mesh_method or "")
-        if error is None and mesh_method and not allowed:
-            error = Forbidden("missing_role", f"Not allowed to call {method}")
-        if error is not None:
-            audit(error)
-            return mesh_error_response(error)
-        if method in _OLD_METHODS and _major_version(request) not in ("", "0"):
-            error = VersionNotSupported(
-                f"{method} is a 0.3 method; A2A-Version 1.0 names it differently"
-            )
-            audit(error)
-            return mesh_error_response(error)
+        if refusal is not None:
+            audit(refusal)
+            return mesh_error_response(refusal)
 
         response: Response = await dispatch(request)
         audit(_answered_error(response))
         return response
 
     app.add_route(RPC_PATH, a2a_v1, methods=["POST"], include_in_schema=False)
+
+
+def _admit(
+    request: Request, runtime: Runtime, principal: Principal, raw: bytes
+) -> tuple[str | None, MeshError | None]:
+    """The request's method, and why the mesh refuses it before the SDK
+    reads it, if it does: malformed JSON, bytes that are not base64, a role
+    that does not grant the method, a 0.3 name under a 1.0 header."""
+    try:
+        # The mesh's depth limit first: the SDK's parser has none.
+        body = parse_body(raw, runtime.policy.limits.max_json_depth)
+    except MeshError as malformed:
+        return None, malformed
+    method = _method_of(body)
+
+    if not _raw_parts_are_base64(body):
+        # protobuf's JSON reader would turn text that is not base64 into
+        # bytes all the same, and the pipeline would archive them.
+        return method, InvalidParams("A file part's bytes must be base64")
+
+    mesh_method = MESH_METHOD_OF.get(method or "")
+    if mesh_method is not None and _is_search(body):
+        mesh_method = _SEARCH
+    if mesh_method and not runtime.policy.roles.allows(principal.roles, mesh_method):
+        return method, Forbidden("missing_role", f"Not allowed to call {method}")
+
+    if method in _OLD_METHODS and _major_version(request) not in ("", "0"):
+        return method, VersionNotSupported(
+            f"{method} is a 0.3 method; A2A-Version 1.0 names it differently"
+        )
+    return method, None
 
 
 def _major_version(request: Request) -> str:
