@@ -61,13 +61,12 @@ from services.orchestrator.methods import Orchestrator, ProcessParams
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.tasks import TERMINAL, TaskRepository
-from services.orchestrator.upload import ACCEPTED_TYPES, object_key
+from services.orchestrator.upload import ACCEPTED_TYPES
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
-from shared.errors import DependencyUnavailable, InvalidParams, MeshError
+from shared.errors import InvalidParams, MeshError
 from shared.jsonrpc import Call
 from shared.lookup import SearchParams
-from shared.storage import DocumentStorage
 
 # How often a followed task is read again, for what another replica did.
 _POLL_SECONDS = 0.25
@@ -88,14 +87,12 @@ class MeshA2AHandler(RequestHandler):
         orchestrator: Orchestrator,
         tasks: TaskRepository,
         runner: TaskRunner,
-        storage: DocumentStorage,
     ) -> None:
         self._settings = settings
         self._policy = policy
         self._orchestrator = orchestrator
         self._tasks = tasks
         self._runner = runner
-        self._storage = storage
 
     @validate_request_params
     async def on_message_send(
@@ -253,14 +250,7 @@ class MeshA2AHandler(RequestHandler):
         (part,) = _document_parts(message)
 
         if part.WhichOneof("content") == "raw":
-            key = await self._store(part)
-            try:
-                submitted = await _guarded(
-                    self._orchestrator.submit(key, principal.client_id)
-                )
-            except BaseException:
-                await self._storage.discard(key)
-                raise
+            submitted = await self._submit_file(part, principal.client_id)
         else:
             key = self._key_of(part)
             submitted = await _guarded(
@@ -268,17 +258,22 @@ class MeshA2AHandler(RequestHandler):
             )
         return str(submitted["task_id"])
 
-    async def _store(self, part: Part) -> str:
+    async def _submit_file(self, part: Part, client_id: str) -> dict[str, Any]:
         media_type = _declared_type(part)
         limit = self._policy.limits.max_upload_bytes
         if len(part.raw) > limit:
             raise InvalidParamsError(f"The file exceeds {limit} bytes")
         if not part.raw:
             raise InvalidParamsError("The file part is empty")
-        name = part.filename or f"document{_EXTENSION_OF[media_type]}"
-        key = object_key(self._settings.upload_prefix, name)
-        await _guarded(self._storage.put(key, part.raw, media_type))
-        return key
+        return await _guarded(
+            self._orchestrator.submit_file(
+                part.raw,
+                file_name=part.filename or f"document{_EXTENSION_OF[media_type]}",
+                content_type=media_type,
+                prefix=self._settings.upload_prefix,
+                submitted_by=client_id,
+            )
+        )
 
     def _key_of(self, part: Part) -> str:
         kind = part.WhichOneof("content")
@@ -448,7 +443,5 @@ async def _guarded(work: Awaitable[T]) -> T:
         return await work
     except InvalidParams as exc:
         raise InvalidParamsError(exc.message) from None
-    except DependencyUnavailable as exc:
-        raise InternalError(exc.message) from None
     except MeshError as exc:
         raise InternalError(exc.message) from None

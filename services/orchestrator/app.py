@@ -80,7 +80,7 @@ def create_app(
         )
         add_a2a_route(
             app,
-            MeshA2AHandler(settings, policy, orchestrator, tasks, runner, storage),
+            MeshA2AHandler(settings, policy, orchestrator, tasks, runner),
         )
         return ServiceParts(
             methods=orchestrator.methods(),

@@ -21,7 +21,7 @@ from services.orchestrator.upload import content_type_of, object_key
 from shared.auth.principal import Principal
 from shared.client import AgentClient
 from shared.documents import S3Key
-from shared.errors import InvalidParams, MeshError, PayloadTooLarge, TaskNotFound
+from shared.errors import InvalidParams, PayloadTooLarge, TaskNotFound
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import correlation_id, log_event
 from shared.lookup import GetDocumentParams, SearchParams, lookup_methods
@@ -101,14 +101,53 @@ class Orchestrator:
             ),
         ]
 
-    async def submit(self, s3_key: str, submitted_by: str) -> dict[str, Any]:
+    async def submit(
+        self, s3_key: str, submitted_by: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Start a task for ``s3_key``; with an ``idempotency_key`` the client
+        used before, the task that key made instead (``replayed``)."""
         cid = correlation_id.get()
         task_id = await self._tasks.create(
-            s3_key, submitted_by=submitted_by, correlation_id=cid
+            s3_key,
+            submitted_by=submitted_by,
+            correlation_id=cid,
+            idempotency_key=idempotency_key,
         )
+        if task_id is None:
+            # Only a key used before stops the insert: return its task.
+            earlier = await self._tasks.by_idempotency_key(
+                submitted_by, idempotency_key or ""
+            )
+            if earlier is None:
+                raise TaskNotFound(str(idempotency_key))
+            return _replayed(earlier)
         self._runner.start(task_id, s3_key, cid)
         log_event(logger, "task.accepted", task_id=str(task_id), s3_key=s3_key)
         return {"task_id": str(task_id), "s3_key": s3_key, "status": "pending"}
+
+    async def submit_file(
+        self,
+        data: bytes,
+        *,
+        file_name: str,
+        content_type: str,
+        prefix: str,
+        submitted_by: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a document under ``prefix`` and start its task. The object
+        is removed again when no task will read it: the task could not be
+        recorded, or an earlier request with the same key made one."""
+        key = object_key(prefix, file_name)
+        await self._storage.put(key, data, content_type)
+        try:
+            task = await self.submit(key, submitted_by, idempotency_key=idempotency_key)
+        except BaseException:
+            await self._storage.discard(key)
+            raise
+        if task.get("replayed"):
+            await self._storage.discard(key)
+        return task
 
     async def process_document(self, params: ProcessParams, call: Call) -> Any:
         return await self.submit(params.s3_key, call.principal.client_id)
@@ -186,40 +225,17 @@ class Orchestrator:
         if len(data) > max_bytes:
             raise PayloadTooLarge(f"The file exceeds {max_bytes} bytes")
 
-        key = object_key(prefix, upload.filename or "document")
-        await self._storage.put(key, data, content_type)
-        try:
-            task = await self._submit_upload(key, client_id, idempotency_key)
-        except MeshError:
-            # No task will ever read the object; do not leave it behind.
-            await self._storage.discard(key)
-            raise
-        if task.get("replayed"):
-            # A concurrent retry won the key: this copy is not needed.
-            await self._storage.discard(key)
-            return task
-        return {**task, "file_name": upload.filename, "size_bytes": len(data)}
-
-    async def _submit_upload(
-        self, key: str, client_id: str, idempotency_key: str | None
-    ) -> dict[str, Any]:
-        if idempotency_key is None:
-            return await self.submit(key, client_id)
-        cid = correlation_id.get()
-        task_id, made = await self._tasks.create_once(
-            key,
+        task = await self.submit_file(
+            data,
+            file_name=upload.filename or "document",
+            content_type=content_type,
+            prefix=prefix,
             submitted_by=client_id,
-            correlation_id=cid,
             idempotency_key=idempotency_key,
         )
-        if not made:
-            earlier = await self._tasks.get(task_id)
-            if earlier is None:
-                raise TaskNotFound(str(task_id))
-            return _replayed(earlier)
-        self._runner.start(task_id, key, cid)
-        log_event(logger, "task.accepted", task_id=str(task_id), s3_key=key)
-        return {"task_id": str(task_id), "s3_key": key, "status": "pending"}
+        if task.get("replayed"):
+            return task
+        return {**task, "file_name": upload.filename, "size_bytes": len(data)}
 
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")

@@ -63,29 +63,15 @@ class TaskRepository:
         self.changes = changes or TaskChanges()
 
     async def create(
-        self, s3_key: str, *, submitted_by: str, correlation_id: str | None
-    ) -> uuid.UUID:
-        task_id = uuid.uuid4()
-        await self._db.execute(
-            "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id)"
-            " VALUES ($1, $2, $3, $4)",
-            task_id,
-            s3_key,
-            submitted_by,
-            correlation_id,
-        )
-        return task_id
-
-    async def create_once(
         self,
         s3_key: str,
         *,
         submitted_by: str,
         correlation_id: str | None,
-        idempotency_key: str,
-    ) -> tuple[uuid.UUID, bool]:
-        """A task for the client's ``idempotency_key``: made now (True), or
-        the one an earlier request with that key made (False)."""
+        idempotency_key: str | None = None,
+    ) -> uuid.UUID | None:
+        """A new task, or None when the client's ``idempotency_key`` has
+        made one already (the unique index decides between racing requests)."""
         made = await self._db.fetchval(
             "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id,"
             " idempotency_key) VALUES ($1, $2, $3, $4, $5)"
@@ -97,12 +83,7 @@ class TaskRepository:
             correlation_id,
             idempotency_key,
         )
-        if isinstance(made, uuid.UUID):
-            return made, True
-        earlier = await self.by_idempotency_key(submitted_by, idempotency_key)
-        if earlier is None:  # pragma: no cover - the conflict row exists
-            raise RuntimeError("idempotency conflict without a row")
-        return uuid.UUID(earlier["task_id"]), False
+        return made if isinstance(made, uuid.UUID) else None
 
     async def by_idempotency_key(
         self, submitted_by: str, idempotency_key: str
