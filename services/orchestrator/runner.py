@@ -27,31 +27,24 @@ class TaskRunner:
         self._pipeline = pipeline
         self._tasks = tasks
         self._slots = asyncio.Semaphore(concurrency)
-        self._running: set[asyncio.Task[None]] = set()
-        self._active: set[uuid.UUID] = set()
-        self._jobs: dict[asyncio.Task[None], uuid.UUID] = {}
+        # The pipelines running here, by task.
+        self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def start(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> bool:
         """Schedule a task unless it is already running here; whether it was."""
-        if task_id in self._active:
+        if task_id in self._jobs:
             return False
-        self._active.add(task_id)
         job = asyncio.create_task(self._run(task_id, s3_key, cid))
-        self._running.add(job)
-        self._jobs[job] = task_id
-        job.add_done_callback(self._finished)
+        self._jobs[task_id] = job
+        job.add_done_callback(lambda _: self._jobs.pop(task_id, None))
         return True
-
-    def _finished(self, job: asyncio.Task[None]) -> None:
-        self._running.discard(job)
-        self._jobs.pop(job, None)
 
     def cancel(self, task_id: uuid.UUID) -> None:
         """Stop the task's pipeline if it runs here; elsewhere it stops at its
         next stage, which finds the task canceled."""
-        for job, running in self._jobs.items():
-            if running == task_id:
-                job.cancel()
+        job = self._jobs.get(task_id)
+        if job is not None:
+            job.cancel()
 
     def resume(self, unfinished: list[dict[str, Any]]) -> None:
         """Run again the unfinished tasks that are not running here."""
@@ -73,11 +66,8 @@ class TaskRunner:
 
     async def _run(self, task_id: uuid.UUID, s3_key: str, cid: str | None) -> None:
         correlation_id.set(cid)
-        try:
-            async with self._slots:
-                await self._guarded(task_id, s3_key)
-        finally:
-            self._active.discard(task_id)
+        async with self._slots:
+            await self._guarded(task_id, s3_key)
 
     async def _guarded(self, task_id: uuid.UUID, s3_key: str) -> None:
         try:
@@ -118,9 +108,9 @@ class TaskRunner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let running pipelines finish for a while, then cancel the rest."""
-        if not self._running:
+        if not self._jobs:
             return
-        _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
+        _, pending = await asyncio.wait(set(self._jobs.values()), timeout=grace_seconds)
         for job in pending:
             job.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
