@@ -18,6 +18,7 @@ from typing import Any
 from shared.auth.principal import Principal
 from shared.auth.store import SecurityEvent, SecurityStore
 from shared.errors import (
+    AuthError,
     DependencyUnavailable,
     Forbidden,
     InvalidParams,
@@ -27,11 +28,22 @@ from shared.errors import (
     ParseError,
     PayloadTooLarge,
     RateLimited,
+    ReplayDetected,
+    TokenRevoked,
+    Unauthenticated,
 )
 from shared.logging import correlation_id, jti_prefix, log_event
 
 logger = logging.getLogger("shared.audit")
 
+# The event of each refusal by the security layer.
+AUDIT_EVENTS: dict[type[AuthError], str] = {
+    Unauthenticated: "authentication_failure",
+    Forbidden: "authorization_failure",
+    RateLimited: "rate_limit_exceeded",
+    ReplayDetected: "replay_detected",
+    TokenRevoked: "token_revoked",
+}
 # Events about a refusal are warnings in the log; the rest is information.
 REFUSALS = frozenset(
     {
@@ -118,18 +130,11 @@ class Audit:
         }
         if error is None:
             self.record("method_executed", outcome="ok", persist=False, **fields)
-        elif isinstance(error, Forbidden):
-            self.record(
-                "authorization_failure",
-                outcome="refused",
-                reason=error.reason,
-                **fields,
-            )
-        elif isinstance(error, RateLimited):
-            # A batch bigger than what is left of the caller's minute.
-            self.record(
-                "rate_limit_exceeded", outcome="refused", reason=error.reason, **fields
-            )
+        elif isinstance(error, AuthError):
+            # A role that does not grant the method; a batch bigger than what
+            # is left of the caller's minute.
+            event = AUDIT_EVENTS.get(type(error), "authorization_failure")
+            self.record(event, outcome="refused", reason=error.reason, **fields)
         elif isinstance(error, _INPUT_ERRORS):
             reason = type(error).__name__
             self.record("invalid_input", outcome="refused", reason=reason, **fields)

@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.auth.audit import Audit
+from shared.auth.audit import AUDIT_EVENTS, Audit
 from shared.auth.dpop import ProofVerifier, VerifiedProof, b64url_sha256
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
@@ -26,20 +26,10 @@ from shared.auth.verifier import TokenVerifier
 from shared.errors import (
     AuthError,
     Forbidden,
-    RateLimited,
-    ReplayDetected,
     TokenRevoked,
     Unauthenticated,
 )
 from shared.logging import jti_prefix
-
-AUDIT_EVENTS: dict[type[AuthError], str] = {
-    Unauthenticated: "authentication_failure",
-    Forbidden: "authorization_failure",
-    RateLimited: "rate_limit_exceeded",
-    ReplayDetected: "replay_detected",
-    TokenRevoked: "token_revoked",
-}
 
 
 @dataclass(frozen=True)
@@ -167,8 +157,7 @@ class SecurityGate:
         if proof is not None:
             self.proofs.check_body(proof, body)
 
-        limit = self._policy.rate_limit.limit_for(principal.roles)
-        self._limiter.admit(principal.subject, limit)
+        self.charge(principal, 1)
 
         if proof is not None:
             try:
