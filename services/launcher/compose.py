@@ -33,7 +33,7 @@ from certs.authority import CertPair, DevCertificates, ensure_dev_certs
 from services.identity.realm import load_realm
 from services.launcher.aws import LOCAL_CREDENTIALS, seed
 from services.launcher.errors import LauncherError
-from services.launcher.mesh import BUCKET, CLIENT_SECRET_PREFIX, DB_PASSWORD_SECRET
+from services.launcher.mesh import BUCKET, secret_entries
 from shared.secrets import AwsEndpoint
 from shared.tls import client_context
 
@@ -166,11 +166,7 @@ def _aws_folder(out: Path, certificates: DevCertificates, values: Secrets) -> Pa
     folder = _folder(out / "aws", MESH_UID)
     _copy(certificates.ca.cert_path, folder / "ca.pem", MESH_UID)
     _copy_pair(certificates.server("aws"), folder, "server", MESH_UID)
-    seeded = {
-        f"{CLIENT_SECRET_PREFIX}{client_id}": secret
-        for client_id, secret in values.client_secrets.items()
-    }
-    seeded[DB_PASSWORD_SECRET] = values.passwords["db-password"]
+    seeded = secret_entries(values.client_secrets, values.passwords["db-password"])
     _write(folder / "seed.json", json.dumps(seeded, indent=2), MESH_UID)
     return folder
 

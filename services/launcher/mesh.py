@@ -168,12 +168,7 @@ class LocalMesh:
         self.client_secrets = {
             client_id: secrets.token_urlsafe(32) for client_id in realm.clients
         }
-        values = {
-            f"{CLIENT_SECRET_PREFIX}{client_id}": secret
-            for client_id, secret in self.client_secrets.items()
-        }
-        values[DB_PASSWORD_SECRET] = self._db_password
-        seed(self.aws, BUCKET, values)
+        seed(self.aws, BUCKET, secret_entries(self.client_secrets, self._db_password))
 
     def _start_service(self, name: str, module: str, env_of: EnvBuilder) -> None:
         port = free_port()
@@ -320,4 +315,17 @@ class LocalMesh:
         return env
 
 
-__all__ = ["LocalMesh", "MeshAddresses", "StartupFailed"]
+def secret_entries(
+    client_secrets: Mapping[str, str], db_password: str
+) -> dict[str, str]:
+    """What Secrets Manager holds for the mesh: each realm client's secret
+    and the database password, under the ids the services read."""
+    entries = {
+        f"{CLIENT_SECRET_PREFIX}{client_id}": secret
+        for client_id, secret in client_secrets.items()
+    }
+    entries[DB_PASSWORD_SECRET] = db_password
+    return entries
+
+
+__all__ = ["LocalMesh", "MeshAddresses", "StartupFailed", "secret_entries"]
