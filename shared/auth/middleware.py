@@ -119,26 +119,14 @@ class AuthMiddleware:
                 body = await _read_body(scope, receive, limit)
             principal = await gate.confirm(caller, body)
         except TimeoutError:
-            gate.audit.record(
-                "invalid_input",
-                outcome="refused",
-                reason="body_timeout",
-                path=scope["path"],
-                client_address=_client_address(scope),
-            )
+            _refused_input(gate, scope, "body_timeout")
             slow = InvalidRequest(
                 "Request body not received in time", data={"reason": "body_timeout"}
             )
             await send_error(send, slow, [(b"connection", b"close")], status=408)
             return
         except PayloadTooLarge as refusal:
-            gate.audit.record(
-                "invalid_input",
-                outcome="refused",
-                reason="too_large",
-                path=scope["path"],
-                client_address=_client_address(scope),
-            )
+            _refused_input(gate, scope, "too_large")
             await send_error(send, refusal, [])
             return
         except AuthError as refusal:
@@ -251,6 +239,17 @@ def _headers(scope: Scope, name: str) -> list[str]:
         for key, value in scope.get("headers", [])
         if key.lower() == wanted
     ]
+
+
+def _refused_input(gate: SecurityGate, scope: Scope, reason: str) -> None:
+    """Audit a body refused before any method saw it."""
+    gate.audit.record(
+        "invalid_input",
+        outcome="refused",
+        reason=reason,
+        path=scope["path"],
+        client_address=_client_address(scope),
+    )
 
 
 def _client_address(scope: Scope) -> str | None:

@@ -293,23 +293,16 @@ async def count_tasks(database: asyncpg.Connection) -> int:
     return int(await database.fetchval("SELECT count(*) FROM tasks"))
 
 
-async def test_an_unauthenticated_client_is_refused_and_nothing_starts(
-    client_as: Callable[..., Any], database: asyncpg.Connection
-) -> None:
-    client = await client_as(None)
-    before = await count_tasks(database)
-
-    with pytest.raises(A2AClientError) as refused:
-        await events_of(client, message(invoice_part()))
-
-    assert isinstance(refused.value.__cause__, httpx.HTTPStatusError)
-    assert refused.value.__cause__.response.status_code == 401
-    assert await count_tasks(database) == before
-
-
-@pytest.mark.parametrize("client_id", ["viewer", "no-roles"])
-async def test_a_client_without_the_role_cannot_send_a_document(
-    client_id: str, client_as: Callable[..., Any], database: asyncpg.Connection
+@pytest.mark.parametrize(
+    ("client_id", "status"),
+    [(None, 401), ("viewer", 403), ("no-roles", 403)],
+    ids=["unauthenticated", "viewer", "no-roles"],
+)
+async def test_a_client_without_a_token_or_the_role_is_refused_and_nothing_starts(
+    client_id: str | None,
+    status: int,
+    client_as: Callable[..., Any],
+    database: asyncpg.Connection,
 ) -> None:
     client = await client_as(client_id)
     before = await count_tasks(database)
@@ -318,7 +311,7 @@ async def test_a_client_without_the_role_cannot_send_a_document(
         await events_of(client, message(invoice_part()))
 
     assert isinstance(refused.value.__cause__, httpx.HTTPStatusError)
-    assert refused.value.__cause__.response.status_code == 403
+    assert refused.value.__cause__.response.status_code == status
     assert await count_tasks(database) == before
 
 
