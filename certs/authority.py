@@ -208,22 +208,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m certs.authority",
         description="Create a development CA and the mesh's TLS certificates.",
     )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the certificate command (``a2a-mesh certs`` too)."""
     parser.add_argument("out_dir", nargs="?", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument(
         "--service",
         action="append",
         dest="services",
-        help="a service to issue certificates for (repeatable; default: all)",
+        help="a service: server and client certificate (repeatable; default: all)",
     )
     parser.add_argument(
         "--server",
         action="append",
         dest="servers",
-        help="a server that calls no service: no client certificate (repeatable)",
+        help="a server that calls no service, such as keycloak (repeatable)",
     )
     parser.add_argument("--days", type=int, default=30, help="leaf lifetime")
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Make the certificates ``args`` ask for and list their files."""
     services = tuple(args.services) if args.services else DEFAULT_SERVICES
     made = ensure_dev_certs(
         args.out_dir, services, servers_only=tuple(args.servers or ()), days=args.days

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from certs.authority import main as certs_main
+from certs import authority
 from services.launcher import compose, container, demo
 from services.launcher.caller import CallerError, MeshCaller
 from services.launcher.errors import LauncherError
@@ -38,7 +38,7 @@ from services.launcher.mesh import LocalMesh
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "certs":
-        return certs_main(_certs_arguments(args))
+        return authority.run(args)
     if args.command in _CONTAINER_COMMANDS:
         return _in_container(args)
 
@@ -87,31 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     make_certs = commands.add_parser("certs", help="make the development CA and certs")
-    make_certs.add_argument("out_dir", nargs="?", type=Path, default=Path("certs/out"))
-    make_certs.add_argument(
-        "--service",
-        action="append",
-        dest="services",
-        help="a service: server and client certificate (repeatable; default: all)",
-    )
-    make_certs.add_argument(
-        "--server",
-        action="append",
-        dest="servers",
-        help="a server that calls no service, such as keycloak (repeatable)",
-    )
-    make_certs.add_argument("--days", type=int, help="leaf lifetime (default 30)")
+    authority.add_arguments(make_certs)
     _container_commands(commands)
     return parser
-
-
-def _certs_arguments(args: argparse.Namespace) -> list[str]:
-    forwarded = [str(args.out_dir)]
-    forwarded += [f"--service={name}" for name in args.services or ()]
-    forwarded += [f"--server={name}" for name in args.servers or ()]
-    if args.days is not None:
-        forwarded.append(f"--days={args.days}")
-    return forwarded
 
 
 _CONTAINER_COMMANDS = ("serve", "health", "compose-init", "local-aws", "submit")
