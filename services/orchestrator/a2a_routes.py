@@ -177,8 +177,8 @@ def _major_version(request: Request) -> str:
 def _answered_error(response: Response) -> MeshError | None:
     """The error of a JSON-RPC answer, if it is one; a stream has begun well
     and tells its own errors to the caller."""
-    if not isinstance(response, JSONResponse):
-        return None
+    if not isinstance(response, JSONResponse) or b'"error"' not in response.body:
+        return None  # most answers: no second parse of a result
     try:
         error = json.loads(bytes(response.body)).get("error")
         code, message = int(error["code"]), str(error.get("message", ""))
