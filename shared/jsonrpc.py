@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,6 +29,7 @@ from shared.errors import (
     MeshError,
     MethodNotFound,
     ParseError,
+    RateLimited,
 )
 from shared.logging import log_event
 
@@ -80,15 +81,21 @@ class Method(Generic[P]):
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP status and JSON body, or no body for a notification."""
+    """An HTTP status and JSON body, or no body for a notification, and the
+    headers the status calls for."""
 
     status: int
     body: dict[str, Any] | None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def error_reply(error: MeshError, request_id: RequestId = None) -> Reply:
     body = {"jsonrpc": "2.0", "error": error.to_jsonrpc(), "id": request_id}
-    return Reply(error.http_status, body)
+    headers = {}
+    if isinstance(error, RateLimited):
+        # A 429 says when to come back, whichever layer refused the call.
+        headers["Retry-After"] = str(error.retry_after)
+    return Reply(error.http_status, body, headers)
 
 
 class Dispatcher:

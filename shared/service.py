@@ -147,7 +147,9 @@ def mesh_error_response(
     error: MeshError, status: int | None = None
 ) -> MeshJSONResponse:
     reply = error_reply(error)
-    return MeshJSONResponse(reply.body, status_code=status or reply.status)
+    return MeshJSONResponse(
+        reply.body, status_code=status or reply.status, headers=reply.headers
+    )
 
 
 def _add_common_routes(
@@ -191,7 +193,9 @@ def _add_common_routes(
         reply = await dispatcher.dispatch(body, call)
         if reply.body is None:
             return Response(status_code=reply.status)
-        return MeshJSONResponse(reply.body, status_code=reply.status)
+        return MeshJSONResponse(
+            reply.body, status_code=reply.status, headers=reply.headers
+        )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

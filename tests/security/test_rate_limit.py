@@ -124,7 +124,8 @@ async def test_a_batch_counts_each_of_its_documents_against_the_limit(
         mesh, bearer(FRONT, rpc_body("process_batch", {"s3_keys": fitting}), token)
     )
 
-    assert_refused(refused, status=429, code=-32003, reason="rate_limited")
+    body = assert_refused(refused, status=429, code=-32003, reason="rate_limited")
+    assert refused.headers["retry-after"] == str(body["error"]["data"]["retry_after"])
     for key in too_many:
         assert (
             await database.fetchval("SELECT count(*) FROM tasks WHERE s3_key = $1", key)
