@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import uuid
@@ -102,7 +103,12 @@ class Orchestrator:
         ]
 
     async def submit(
-        self, s3_key: str, submitted_by: str, *, idempotency_key: str | None = None
+        self,
+        s3_key: str,
+        submitted_by: str,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> dict[str, Any]:
         """Start a task for ``s3_key``; with an ``idempotency_key`` the client
         used before, the task that key made instead (``replayed``)."""
@@ -112,15 +118,15 @@ class Orchestrator:
             submitted_by=submitted_by,
             correlation_id=cid,
             idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
         if task_id is None:
             # Only a key used before stops the insert: return its task.
-            earlier = await self._tasks.by_idempotency_key(
-                submitted_by, idempotency_key or ""
-            )
+            key = idempotency_key or ""
+            earlier = await self._tasks.by_idempotency_key(submitted_by, key)
             if earlier is None:
-                raise TaskNotFound(str(idempotency_key))
-            return _replayed(earlier)
+                raise TaskNotFound(key)
+            return _replay_of(earlier, fingerprint)
         self._runner.start(task_id, s3_key, cid)
         log_event(logger, "task.accepted", task_id=str(task_id), s3_key=s3_key)
         return {"task_id": str(task_id), "s3_key": s3_key, "status": "pending"}
@@ -134,6 +140,7 @@ class Orchestrator:
         prefix: str,
         submitted_by: str,
         idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> dict[str, Any]:
         """Store a document under ``prefix`` and start its task. The object
         is removed again when no task will read it: the task could not be
@@ -141,7 +148,12 @@ class Orchestrator:
         key = object_key(prefix, file_name)
         await self._storage.put(key, data, content_type)
         try:
-            task = await self.submit(key, submitted_by, idempotency_key=idempotency_key)
+            task = await self.submit(
+                key,
+                submitted_by,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
         except BaseException:
             await self._storage.discard(key)
             raise
@@ -212,10 +224,6 @@ class Orchestrator:
         ``Idempotency-Key``, a retry gets the task the first attempt made."""
         client_id = principal_of(request).client_id
         idempotency_key = _idempotency_key(request)
-        if idempotency_key is not None:
-            earlier = await self._tasks.by_idempotency_key(client_id, idempotency_key)
-            if earlier is not None:
-                return _replayed(earlier)
 
         # The auth middleware has read the body, within the upload limit.
         body = await request.body()
@@ -225,6 +233,14 @@ class Orchestrator:
         if len(data) > max_bytes:
             raise PayloadTooLarge(f"The file exceeds {max_bytes} bytes")
 
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(data).hexdigest()
+            earlier = await self._tasks.by_idempotency_key(client_id, idempotency_key)
+            if earlier is not None:
+                # A retry: nothing to store again.
+                return _replay_of(earlier, fingerprint)
+
         task = await self.submit_file(
             data,
             file_name=upload.filename or "document",
@@ -232,6 +248,7 @@ class Orchestrator:
             prefix=prefix,
             submitted_by=client_id,
             idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
         if task.get("replayed"):
             return task
@@ -251,6 +268,20 @@ def _idempotency_key(request: Request) -> str | None:
             "Idempotency-Key must be one header of 1 to 255 visible ASCII characters"
         )
     return values[0]
+
+
+def _replay_of(
+    earlier: tuple[dict[str, Any], str | None], fingerprint: str | None
+) -> dict[str, Any]:
+    """The task an earlier request with the key made, if it was for the same
+    document; a different document under a used key is refused."""
+    task, first = earlier
+    if first != fingerprint:
+        raise InvalidParams(
+            "This Idempotency-Key was used for another document",
+            data={"reason": "idempotency_key_reused"},
+        )
+    return _replayed(task)
 
 
 def _replayed(task: dict[str, Any]) -> dict[str, Any]:

@@ -69,12 +69,15 @@ class TaskRepository:
         submitted_by: str,
         correlation_id: str | None,
         idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> uuid.UUID | None:
         """A new task, or None when the client's ``idempotency_key`` has
-        made one already (the unique index decides between racing requests)."""
+        made one already (the unique index decides between racing requests).
+        ``fingerprint`` names the document the key is used for."""
         made = await self._db.fetchval(
             "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id,"
-            " idempotency_key) VALUES ($1, $2, $3, $4, $5)"
+            " idempotency_key, idempotency_fingerprint)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
             " ON CONFLICT (submitted_by, idempotency_key)"
             " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
             uuid.uuid4(),
@@ -82,19 +85,21 @@ class TaskRepository:
             submitted_by,
             correlation_id,
             idempotency_key,
+            fingerprint,
         )
         return made if isinstance(made, uuid.UUID) else None
 
     async def by_idempotency_key(
         self, submitted_by: str, idempotency_key: str
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any], str | None] | None:
+        """The task the client's key made, and the document's fingerprint."""
         row = await self._db.fetchrow(
-            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
+            f"SELECT {_COLUMNS}, idempotency_fingerprint FROM tasks"  # noqa: S608
             " WHERE submitted_by = $1 AND idempotency_key = $2",
             submitted_by,
             idempotency_key,
         )
-        return None if row is None else _task(row)
+        return None if row is None else (_task(row), row["idempotency_fingerprint"])
 
     async def enter(self, task_id: uuid.UUID, status: Status) -> bool:
         """Move a running task to its next stage; False if it has ended

@@ -387,3 +387,32 @@ async def test_a_malformed_idempotency_key_is_400_and_starts_nothing(
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32602
     assert await database.fetchval("SELECT count(*) FROM tasks") == before
+
+
+async def test_a_used_idempotency_key_with_another_document_is_refused(
+    mesh: LocalMesh, processor: MeshCaller, database: asyncpg.Connection
+) -> None:
+    key = f"reused-{uuid.uuid4()}"
+    token = await processor.token()
+    first = await upload_with_key(mesh, token, key)
+
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        other = await http.post(
+            f"{mesh.url('orchestrator')}/documents",
+            files={"file": ("other.txt", b"another document entirely")},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+
+    assert first.status_code == 202
+    assert other.status_code == 400
+    error = other.json()["error"]
+    assert (error["code"], error["data"]["reason"]) == (
+        -32602,
+        "idempotency_key_reused",
+    )
+    assert (
+        await database.fetchval(
+            "SELECT count(*) FROM tasks WHERE idempotency_key = $1", key
+        )
+        == 1
+    )
