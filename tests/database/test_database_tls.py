@@ -155,6 +155,7 @@ async def test_migrations_apply_once_even_when_run_concurrently(
         "0002_security",
         "0003_task_cancel",
         "0004_idempotency",
+        "0005_idempotency_fingerprint",
     ]
     assert {r["tablename"] for r in tables} >= {
         "tasks",
