@@ -1,12 +1,17 @@
 """Calls to another service's ``/a2a``, with this service's token on every call
 and, for a DPoP-bound token, a fresh proof over the exact bytes sent.
 
-Transport failures become ``DependencyUnavailable``; a JSON-RPC error from the
-other side comes back as ``RemoteError`` with its code and data intact.
+A connection failure or a 502/503/504 is tried again after a backoff (every
+method of the mesh is safe to repeat); what still fails becomes
+``DependencyUnavailable`` and counts against the service's circuit breaker,
+which then fails calls at once until the service says it is ready again. A
+JSON-RPC error from the other side comes back as ``RemoteError`` with its
+code and data intact.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import itertools
 import json
@@ -18,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.auth.service_token import ServiceTokenProvider
+from shared.circuit import CircuitBreaker
 from shared.errors import (
     DependencyUnavailable,
     RemoteError,
@@ -25,6 +31,7 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.logging import correlation_id, log_event
+from shared.retry import RETRYABLE_STATUS, Backoff, is_connection_error
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class AgentClient:
         *,
         http: httpx.AsyncClient,
         tokens: ServiceTokenProvider,
+        backoff: Backoff | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -50,16 +59,66 @@ class AgentClient:
         self._tls_extensions = pinned_server_name(name, self.base_url)
         self._http = http
         self._tokens = tokens
+        self._backoff = backoff or Backoff()
+        self.breaker = breaker or CircuitBreaker(name)
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         """Call ``method``; a refused token is renewed and the call tried once more."""
+        if not self.breaker.closed:
+            raise DependencyUnavailable(
+                self.name, f"{self.name} is unavailable ({self.breaker.reason})"
+            )
         try:
-            return await self._call_once(method, params)
+            return await self._call_retrying(method, params)
         except RemoteError as error:
             if error.remote_code not in _RENEWABLE:
                 raise
             self._tokens.invalidate()
-            return await self._call_once(method, params)
+            return await self._call_retrying(method, params)
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether the service says it is ready, and why not."""
+        try:
+            response = await self._http.get(
+                f"{self.base_url}/ready", extensions=self._tls_extensions
+            )
+        except httpx.HTTPError as exc:
+            return False, f"unreachable: {type(exc).__name__}"
+        if response.status_code == 200:
+            return True, ""
+        return False, f"not ready (HTTP {response.status_code})"
+
+    async def watch(self, *, interval: float) -> None:
+        """Forever: ask the service whether it is ready, and open or close
+        the circuit by its answer; more often while the circuit is open."""
+        while True:
+            ready, detail = await self.ready()
+            self.breaker.probed(ready, detail)
+            await asyncio.sleep(interval if ready else min(interval, 1.0))
+
+    async def _call_retrying(self, method: str, params: dict[str, Any]) -> Any:
+        delays = self._backoff.delays()
+        while True:
+            try:
+                result = await self._call_once(method, params)
+            except _Retryable as failure:
+                delay = next(delays, None)
+                if delay is None:
+                    self.breaker.failed()
+                    raise DependencyUnavailable(self.name) from failure.__cause__
+                log_event(
+                    logger,
+                    "call.retrying",
+                    level=logging.WARNING,
+                    target=self.name,
+                    method=method,
+                    error=failure.error,
+                    delay_ms=round(delay * 1000),
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.breaker.succeeded()
+            return result
 
     async def _call_once(self, method: str, params: dict[str, Any]) -> Any:
         request_id = next(_ids)
@@ -91,8 +150,23 @@ class AgentClient:
                 headers=headers,
                 extensions=self._tls_extensions,
             )
+            if response.status_code in RETRYABLE_STATUS:
+                raise _Retryable(f"HTTP {response.status_code}")
             reply = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:
+            if is_connection_error(exc):
+                raise _Retryable(type(exc).__name__) from exc
+            self.breaker.failed()
+            log_event(
+                logger,
+                "call.failed",
+                level=logging.WARNING,
+                target=self.name,
+                method=method,
+                error=type(exc).__name__,
+            )
+            raise DependencyUnavailable(self.name) from exc
+        except ValueError as exc:
             log_event(
                 logger,
                 "call.failed",
@@ -112,6 +186,14 @@ class AgentClient:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return _result(self.name, reply)
+
+
+class _Retryable(Exception):
+    """A failure worth another try: nothing reached the method."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def pinned_server_name(name: str, base_url: str) -> dict[str, str]:
