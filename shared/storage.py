@@ -88,6 +88,25 @@ class DocumentStorage:
 
         return await self._run("get", key, read)
 
+    async def version(self, key: str) -> str | None:
+        """S3's name for the object's current content (its version id, else
+        its ETag), or None when there is no such object or S3 does not say.
+        Two submissions of one version are one document."""
+
+        def head() -> str | None:
+            response = self._s3.head_object(Bucket=self._bucket, Key=key)
+            version = response.get("VersionId")
+            if version in (None, "", "null"):
+                # An unversioned bucket: the ETag changes with the content.
+                version = response.get("ETag")
+            return str(version) if version else None
+
+        try:
+            return await self._run("head", key, head)
+        except (DocumentNotFound, DependencyUnavailable):
+            # The task reports a missing object, and retries an unreachable S3.
+            return None
+
     async def check(self) -> None:
         """Raise unless the bucket answers; for readiness."""
         await self._run(

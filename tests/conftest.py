@@ -17,10 +17,14 @@ from tests.helpers.tokens import TokenForge
 
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[LocalMesh]:
-    # Quick to re-run tasks that an outage left unfinished, so fault tests end soon.
+    # Quick to take over and retry tasks an outage left unfinished, so fault
+    # tests end soon.
     recovery = {
-        "MESH_TASK_STALE_SECONDS": "2",
-        "MESH_TASK_WATCH_INTERVAL_SECONDS": "0.5",
+        "MESH_TASK_LEASE_SECONDS": "3",
+        "MESH_TASK_CLAIM_INTERVAL_SECONDS": "0.5",
+        "MESH_TASK_RETRY_BASE_SECONDS": "0.5",
+        "MESH_TASK_RETRY_MAX_SECONDS": "2",
+        "MESH_AGENT_PROBE_INTERVAL_SECONDS": "1",
     }
     with LocalMesh(
         service_env={"orchestrator": recovery}, replicas={"archivist": 2}

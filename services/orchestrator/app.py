@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import socket
 import time
 from contextlib import AsyncExitStack
+from secrets import token_hex
 
 from fastapi import FastAPI, Request
 from google.protobuf.json_format import MessageToDict
@@ -14,7 +16,7 @@ from services.orchestrator.a2a_handler import MeshA2AHandler
 from services.orchestrator.a2a_routes import add_a2a_route
 from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
 from services.orchestrator.methods import Orchestrator
-from services.orchestrator.pipeline import Agents, Pipeline
+from services.orchestrator.pipeline import Agents, Pipeline, TaskRetry
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.tasks import TaskRepository
@@ -26,7 +28,8 @@ from shared.errors import (
     InvalidParams,
     MeshError,
 )
-from shared.runtime import Runtime
+from shared.retry import Backoff
+from shared.runtime import Runtime, background
 from shared.secrets import SecretStore
 from shared.service import (
     MeshJSONResponse,
@@ -37,7 +40,6 @@ from shared.service import (
 )
 from shared.storage import DocumentStorage
 
-_RESUME_LIMIT = 10_000
 # Room for the multipart framing around the largest file.
 _MULTIPART_OVERHEAD = 64 * 1024
 
@@ -49,31 +51,51 @@ _UPLOAD_STATUS: dict[type[MeshError], int] = {
 }
 
 
+def replica_name() -> str:
+    """Who holds this replica's leases: unique to this start of the process,
+    so a restarted replica does not mistake a dead one's leases for its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{token_hex(4)}"
+
+
 def create_app(
     settings: OrchestratorSettings, secrets: SecretStore | None = None
 ) -> FastAPI:
     policy = SecurityPolicy.load(settings.policy_file)
 
     async def build(runtime: Runtime, stack: AsyncExitStack) -> ServiceParts:
-        database = runtime.database
-        tasks = TaskRepository(database)
+        tasks = TaskRepository(
+            runtime.database,
+            owner=replica_name(),
+            lease_seconds=settings.task_lease_seconds,
+        )
         agents = Agents(
             extractor=runtime.agent("extractor", settings.extractor_url),
             validator=runtime.agent("validator", settings.validator_url),
             archivist=runtime.agent("archivist", settings.archivist_url),
         )
-        runner = TaskRunner(
-            Pipeline(agents, tasks), tasks, concurrency=settings.max_concurrent_tasks
-        )
-        stack.push_async_callback(runner.stop, 15.0)
-        runner.resume(await tasks.unfinished(_RESUME_LIMIT))
-        watch = asyncio.create_task(
-            runner.watch(
-                interval=settings.task_watch_interval_seconds,
-                stale_after=settings.task_stale_seconds,
+        for agent in (agents.extractor, agents.validator, agents.archivist):
+            background(
+                stack, agent.watch(interval=settings.agent_probe_interval_seconds)
             )
+        retry = TaskRetry(
+            attempts=settings.task_max_attempts,
+            backoff=Backoff(
+                base=settings.task_retry_base_seconds,
+                cap=settings.task_retry_max_seconds,
+            ),
         )
-        stack.callback(watch.cancel)
+        runner = TaskRunner(
+            Pipeline(agents, tasks, retry),
+            tasks,
+            concurrency=settings.max_concurrent_tasks,
+            max_attempts=settings.task_max_attempts,
+        )
+        # Stopped before the agents' watches and the database close (the
+        # stack unwinds in reverse), so its tasks can still be handed back.
+        stack.push_async_callback(runner.stop, settings.task_drain_seconds)
+        background(
+            stack, runner.dispatch(interval=settings.task_claim_interval_seconds)
+        )
         storage = DocumentStorage(runtime.aws, settings)
         orchestrator = Orchestrator(
             tasks, runner, storage, agents, runtime.http, charge=runtime.gate.charge

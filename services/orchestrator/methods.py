@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from services.orchestrator.pipeline import Agents
 from services.orchestrator.runner import TaskRunner
-from services.orchestrator.tasks import TaskRepository
+from services.orchestrator.tasks import Claimed, TaskRepository
 from services.orchestrator.upload import content_type_of, object_key
 from shared.auth.principal import Principal
 from shared.client import AgentClient
@@ -34,10 +34,13 @@ logger = logging.getLogger(__name__)
 
 class ProcessParams(Params):
     s3_key: S3Key
+    reprocess: bool = False
+    """Run the object again even if it was processed already."""
 
 
 class BatchParams(Params):
     s3_keys: list[S3Key] = Field(min_length=1, max_length=100)
+    reprocess: bool = False
 
 
 class TaskParams(Params):
@@ -109,27 +112,58 @@ class Orchestrator:
         *,
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
+        object_version: str | None = None,
+        reprocess: bool = False,
     ) -> dict[str, Any]:
-        """Start a task for ``s3_key``; with an ``idempotency_key`` the client
-        used before, the task that key made instead (``replayed``)."""
+        """Start a task for ``s3_key``. With an ``idempotency_key`` the client
+        used before, or for an ``object_version`` that has a task running or
+        completed (unless ``reprocess``), that task instead (``replayed``)."""
         cid = correlation_id.get()
+        leased = self._runner.has_room()
         task_id = await self._tasks.create(
             s3_key,
             submitted_by=submitted_by,
             correlation_id=cid,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            object_version=object_version,
+            reprocess=reprocess,
+            lease=leased,
         )
         if task_id is None:
-            # Only a key used before stops the insert: return its task.
-            key = idempotency_key or ""
-            earlier = await self._tasks.by_idempotency_key(submitted_by, key)
-            if earlier is None:
-                raise TaskNotFound(key)
-            return _replay_of(earlier, fingerprint)
-        self._runner.start(task_id, s3_key, cid)
+            return await self._earlier(
+                s3_key, submitted_by, idempotency_key, fingerprint, object_version
+            )
+        if leased:
+            self._runner.start(Claimed(task_id, s3_key, 1, cid))
         log_event(logger, "task.accepted", task_id=str(task_id), s3_key=s3_key)
         return {"task_id": str(task_id), "s3_key": s3_key, "status": "pending"}
+
+    async def _earlier(
+        self,
+        s3_key: str,
+        submitted_by: str,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+        object_version: str | None,
+    ) -> dict[str, Any]:
+        """The task that stopped a new one: the client's key made it, or it
+        runs or ran for the same version of the object."""
+        if idempotency_key is not None:
+            earlier = await self._tasks.by_idempotency_key(
+                submitted_by, idempotency_key
+            )
+            if earlier is not None:
+                return _replay_of(earlier, fingerprint)
+        if object_version is not None:
+            task = await self._tasks.by_object(s3_key, object_version)
+            if task is not None:
+                log_event(
+                    logger, "task.same_object", task_id=task["task_id"], s3_key=s3_key
+                )
+                return _replayed(task)
+        # The task that was in the way ended between the two statements.
+        raise TaskNotFound(idempotency_key or s3_key)
 
     async def submit_file(
         self,
@@ -162,14 +196,33 @@ class Orchestrator:
         return task
 
     async def process_document(self, params: ProcessParams, call: Call) -> Any:
-        return await self.submit(params.s3_key, call.principal.client_id)
+        return await self._submit_object(
+            params.s3_key, call.principal.client_id, reprocess=params.reprocess
+        )
 
     async def process_batch(self, params: BatchParams, call: Call) -> Any:
         # Each key is a task: the call itself was counted, the rest are now,
         # all or none, before any task starts.
         self._charge(call.principal, len(params.s3_keys) - 1)
-        tasks = [await self.submit(k, call.principal.client_id) for k in params.s3_keys]
-        return {"tasks": tasks}
+        started: dict[str, dict[str, Any]] = {}
+        for key in params.s3_keys:
+            # A key named twice is one task, reprocessed or not.
+            if key not in started:
+                started[key] = await self._submit_object(
+                    key, call.principal.client_id, reprocess=params.reprocess
+                )
+        return {"tasks": [started[key] for key in params.s3_keys]}
+
+    async def _submit_object(
+        self, s3_key: str, submitted_by: str, *, reprocess: bool
+    ) -> dict[str, Any]:
+        """A task for an object already in the bucket (an S3 event, a batch).
+        S3 notifies at least once: the same version of an object again finds
+        its task, unless a reprocess is asked for."""
+        version = await self._storage.version(s3_key)
+        return await self.submit(
+            s3_key, submitted_by, object_version=version, reprocess=reprocess
+        )
 
     async def get_task_status(self, params: TaskParams, call: Call) -> Any:
         task = await self._tasks.get(params.task_id)

@@ -1,7 +1,9 @@
 """One document through extractor → validator → archivist, recorded as a task.
 
 Whatever happens, the task ends ``completed`` with the document id or
-``failed`` with a reason a person can act on.
+``failed`` with a reason a person can act on. A stage that failed because
+something was down is not the document's fault: the task is let go and tried
+again after a backoff, and fails only when the tries run out.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.orchestrator.tasks import Status, TaskRepository
@@ -19,9 +21,11 @@ from shared.errors import (
     DocumentNotFound,
     DocumentRejected,
     MeshError,
+    RateLimited,
     RemoteError,
 )
 from shared.logging import log_event
+from shared.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +37,24 @@ class Agents:
     archivist: AgentClient
 
 
-class StageFailed(Exception):
-    """A stage could not finish; carries the reason the task will show."""
+@dataclass(frozen=True)
+class TaskRetry:
+    """How often a task is tried when its dependencies are down: ``attempts``
+    in all, with a backoff between them (about four minutes by default)."""
 
-    def __init__(self, reason_code: str, reason: str) -> None:
+    attempts: int = 12
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=30.0))
+
+
+class StageFailed(Exception):
+    """A stage could not finish; carries the reason the task will show, and
+    whether trying again later may succeed."""
+
+    def __init__(self, reason_code: str, reason: str, *, retry: bool = False) -> None:
         super().__init__(reason)
         self.reason_code = reason_code
         self.reason = reason
+        self.retry = retry
 
 
 class TaskEnded(Exception):
@@ -50,12 +65,16 @@ class TaskEnded(Exception):
 
 
 class Pipeline:
-    def __init__(self, agents: Agents, tasks: TaskRepository) -> None:
+    def __init__(
+        self, agents: Agents, tasks: TaskRepository, retry: TaskRetry | None = None
+    ) -> None:
         self._agents = agents
         self._tasks = tasks
+        self._retry = retry or TaskRetry()
 
-    async def run(self, task_id: uuid.UUID, s3_key: str) -> None:
-        """Process one task to its end; never raises for a document's fault."""
+    async def run(self, task_id: uuid.UUID, s3_key: str, *, attempt: int = 1) -> None:
+        """Process one task to its end, or to its next try; never raises for
+        a document's fault. ``attempt`` counts the tries, this one included."""
         timings: dict[str, float] = {}
         steps: list[dict[str, Any]] = []
         started = time.perf_counter()
@@ -65,6 +84,11 @@ class Pipeline:
             log_event(logger, "task.stopped", task_id=str(task_id), s3_key=s3_key)
             return
         except StageFailed as failure:
+            if failure.retry and attempt < self._retry.attempts:
+                await self._defer(task_id, failure, attempt)
+                return
+            if failure.retry:
+                failure.reason += f" (gave up after {attempt} attempts)"
             timings["total_ms"] = _ms_since(started)
             await self._tasks.fail(
                 task_id,
@@ -79,6 +103,7 @@ class Pipeline:
                 task_id=str(task_id),
                 s3_key=s3_key,
                 reason_code=failure.reason_code,
+                attempt=attempt,
             )
             return
 
@@ -96,6 +121,21 @@ class Pipeline:
             s3_key=s3_key,
             document_id=result["document_id"],
             total_ms=timings["total_ms"],
+        )
+
+    async def _defer(
+        self, task_id: uuid.UUID, failure: StageFailed, attempt: int
+    ) -> None:
+        delay = self._retry.backoff.delay(attempt - 1)
+        await self._tasks.defer(task_id, error=failure.reason, delay=delay)
+        log_event(
+            logger,
+            "task.retry_later",
+            level=logging.WARNING,
+            task_id=str(task_id),
+            reason_code=failure.reason_code,
+            attempt=attempt,
+            delay_s=round(delay, 1),
         )
 
     async def _stages(
@@ -182,7 +222,9 @@ def _failure(agent: str, error: MeshError) -> StageFailed:
     if isinstance(error, DependencyUnavailable):
         # The agent itself, or what this process needs to call it (a token).
         dependency = error.dependency.replace("-", " ")
-        return StageFailed("dependency_unavailable", f"The {dependency} is unavailable")
+        return StageFailed(
+            "dependency_unavailable", f"The {dependency} is unavailable", retry=True
+        )
     if not isinstance(error, RemoteError):
         return StageFailed("internal_error", f"The {agent} step failed")
 
@@ -199,7 +241,13 @@ def _failure(agent: str, error: MeshError) -> StageFailed:
     if error.remote_code == DependencyUnavailable.code:
         dependency = data.get("dependency", "a dependency")
         return StageFailed(
-            "dependency_unavailable", f"The {agent} could not reach {dependency}"
+            "dependency_unavailable",
+            f"The {agent} could not reach {dependency}",
+            retry=True,
+        )
+    if error.remote_code == RateLimited.code:
+        return StageFailed(
+            "dependency_unavailable", f"The {agent} asked to slow down", retry=True
         )
     return StageFailed(
         "agent_error",

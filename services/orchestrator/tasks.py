@@ -1,4 +1,10 @@
-"""The tasks table: the state of every accepted document, in PostgreSQL."""
+"""The tasks table: the state of every accepted document, in PostgreSQL.
+
+A replica runs a task only while it holds the task's lease. Every change a
+pipeline makes is guarded by the lease and by the task still running, so a
+replica that lost its lease (it stalled, another took the task over) or a
+task canceled meanwhile changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,9 +34,23 @@ _RUNNING = "status NOT IN ('completed', 'failed', 'canceled')"
 
 _COLUMNS = (
     "id, s3_key, status, stage, reason, reason_code, document_id, result, timings,"
-    " attempts, submitted_by, correlation_id, created_at, updated_at, started_at,"
-    " finished_at"
+    " attempts, last_error, submitted_by, correlation_id, created_at, updated_at,"
+    " started_at, finished_at"
 )
+_HELD = "lease_owner = $2"
+# A task that ends lets go of its lease and of its object: a later submission
+# of the same object after a failure is run again.
+_LET_GO = "lease_owner = NULL, lease_expires_at = NULL, not_before = NULL"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this replica now holds the lease of."""
+
+    task_id: uuid.UUID
+    s3_key: str
+    attempts: int
+    correlation_id: str | None
 
 
 class TaskChanges:
@@ -58,9 +79,19 @@ class TaskChanges:
 
 
 class TaskRepository:
-    def __init__(self, database: Database, changes: TaskChanges | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        changes: TaskChanges | None = None,
+        *,
+        owner: str = "",
+        lease_seconds: float = 30.0,
+    ) -> None:
         self._db = database
         self.changes = changes or TaskChanges()
+        self.owner = owner
+        """Who holds the leases this repository takes: one replica."""
+        self._lease_seconds = lease_seconds
 
     async def create(
         self,
@@ -70,24 +101,121 @@ class TaskRepository:
         correlation_id: str | None,
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
+        object_version: str | None = None,
+        reprocess: bool = False,
+        lease: bool = True,
     ) -> uuid.UUID | None:
-        """A new task, or None when the client's ``idempotency_key`` has
-        made one already (the unique index decides between racing requests).
-        ``fingerprint`` names the document the key is used for."""
-        made = await self._db.fetchval(
-            "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id,"
-            " idempotency_key, idempotency_fingerprint)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (submitted_by, idempotency_key)"
-            " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-            uuid.uuid4(),
-            s3_key,
-            submitted_by,
-            correlation_id,
-            idempotency_key,
-            fingerprint,
-        )
+        """A new task, leased to this replica unless ``lease`` is false (it
+        is then claimed by the first replica with room); None when the client's
+        ``idempotency_key`` made one already, or a task runs or has
+        completed for the same ``object_version`` of ``s3_key`` (the unique
+        indexes decide between racing requests). ``fingerprint`` names the
+        document the key is used for; ``reprocess`` runs a completed object
+        again."""
+        async with self._db.transaction() as connection:
+            if reprocess and object_version is not None:
+                await connection.execute(
+                    "UPDATE tasks SET object_version = NULL WHERE s3_key = $1"
+                    " AND object_version = $2 AND status = 'completed'",
+                    s3_key,
+                    object_version,
+                )
+            made = await connection.fetchval(
+                "INSERT INTO tasks (id, s3_key, submitted_by, correlation_id,"
+                " idempotency_key, idempotency_fingerprint, object_version,"
+                " attempts, lease_owner, lease_expires_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $10 THEN 1 ELSE 0 END,"
+                " CASE WHEN $10 THEN $8 END,"
+                " CASE WHEN $10 THEN now() + make_interval(secs => $9) END)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                uuid.uuid4(),
+                s3_key,
+                submitted_by,
+                correlation_id,
+                idempotency_key,
+                fingerprint,
+                object_version,
+                self.owner,
+                self._lease_seconds,
+                lease,
+            )
         return made if isinstance(made, uuid.UUID) else None
+
+    async def by_object(
+        self, s3_key: str, object_version: str
+    ) -> dict[str, Any] | None:
+        """The running or completed task of this version of the object."""
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
+            " WHERE s3_key = $1 AND object_version = $2",
+            s3_key,
+            object_version,
+        )
+        return None if row is None else _task(row)
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` unfinished tasks nobody holds (or whose
+        holder let the lease expire), oldest first. Replicas claiming at
+        once skip each other's rows, so no task goes to two of them."""
+        rows = await self._db.fetch(
+            "WITH free AS ("  # noqa: S608 (constants)
+            f"  SELECT id FROM tasks WHERE {_RUNNING}"
+            "   AND (lease_expires_at IS NULL OR lease_expires_at < now())"
+            "   AND (not_before IS NULL OR not_before <= now())"
+            "  ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " UPDATE tasks SET lease_owner = $2, not_before = NULL,"
+            " lease_expires_at = now() + make_interval(secs => $3),"
+            " attempts = tasks.attempts + 1"
+            " FROM free WHERE tasks.id = free.id"
+            " RETURNING tasks.id, tasks.s3_key, tasks.attempts, tasks.correlation_id",
+            limit,
+            self.owner,
+            self._lease_seconds,
+        )
+        return [
+            Claimed(row["id"], row["s3_key"], row["attempts"], row["correlation_id"])
+            for row in rows
+        ]
+
+    async def renew(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Extend the leases of ``task_ids``; the ones still held."""
+        if not task_ids:
+            return set()
+        rows = await self._db.fetch(
+            "UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $3)"  # noqa: S608
+            f" WHERE id = ANY($1::uuid[]) AND {_HELD} AND {_RUNNING} RETURNING id",
+            list(task_ids),
+            self.owner,
+            self._lease_seconds,
+        )
+        return {row["id"] for row in rows}
+
+    async def release(self, task_ids: Sequence[uuid.UUID]) -> int:
+        """Hand back the leases of ``task_ids``, for another replica to claim
+        at once (this one is stopping)."""
+        if not task_ids:
+            return 0
+        rows = await self._db.fetch(
+            f"UPDATE tasks SET {_LET_GO}"  # noqa: S608 (constants)
+            f" WHERE id = ANY($1::uuid[]) AND {_HELD} AND {_RUNNING} RETURNING id",
+            list(task_ids),
+            self.owner,
+        )
+        return len(rows)
+
+    async def defer(self, task_id: uuid.UUID, *, error: str, delay: float) -> bool:
+        """Let go of a task to be tried again after ``delay`` seconds."""
+        deferred = await self._db.fetchval(
+            "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL,"  # noqa: S608
+            " not_before = now() + make_interval(secs => $3), last_error = $4,"
+            f" updated_at = now() WHERE id = $1 AND {_HELD} AND {_RUNNING}"
+            " RETURNING true",
+            task_id,
+            self.owner,
+            delay,
+            error,
+        )
+        return bool(deferred)
 
     async def by_idempotency_key(
         self, submitted_by: str, idempotency_key: str
@@ -103,13 +231,14 @@ class TaskRepository:
 
     async def enter(self, task_id: uuid.UUID, status: Status) -> bool:
         """Move a running task to its next stage; False if it has ended
-        meanwhile (canceled), so the pipeline stops."""
+        meanwhile (canceled) or another replica holds it, so the pipeline
+        stops."""
         moved = await self._db.fetchval(
-            "UPDATE tasks SET status = $2, stage = $2, updated_at = now(),"  # noqa: S608 (a constant)
-            " started_at = coalesce(started_at, now()),"
-            " attempts = attempts + (CASE WHEN $2 = 'extracting' THEN 1 ELSE 0 END)"
-            f" WHERE id = $1 AND {_RUNNING} RETURNING true",
+            "UPDATE tasks SET status = $3, stage = $3, updated_at = now(),"  # noqa: S608 (a constant)
+            " started_at = coalesce(started_at, now())"
+            f" WHERE id = $1 AND {_HELD} AND {_RUNNING} RETURNING true",
             task_id,
+            self.owner,
             status,
         )
         if moved:
@@ -120,9 +249,9 @@ class TaskRepository:
         """End a task not yet archiving as canceled; False if it has ended or
         is archiving (the document is then written whatever happens)."""
         canceled = await self._db.fetchval(
-            "UPDATE tasks SET status = 'canceled', reason_code = 'canceled',"
-            " reason = 'Canceled at the caller''s request',"
-            " updated_at = now(), finished_at = now()"
+            "UPDATE tasks SET status = 'canceled', reason_code = 'canceled',"  # noqa: S608 (constants)
+            " reason = 'Canceled at the caller''s request', object_version = NULL,"
+            f" {_LET_GO}, updated_at = now(), finished_at = now()"
             # Archiving is the point of no return: the document is written.
             " WHERE id = $1 AND status IN ('pending', 'extracting', 'validating')"
             " RETURNING true",
@@ -139,17 +268,22 @@ class TaskRepository:
         document_id: uuid.UUID,
         result: dict[str, Any],
         timings: dict[str, float],
-    ) -> None:
-        await self._db.execute(
-            "UPDATE tasks SET status = 'completed', document_id = $2, result = $3,"  # noqa: S608 (a constant)
-            " timings = $4, reason = NULL, reason_code = NULL,"
-            f" updated_at = now(), finished_at = now() WHERE id = $1 AND {_RUNNING}",
+    ) -> bool:
+        """End the task completed; False if this replica no longer held it."""
+        done = await self._db.fetchval(
+            "UPDATE tasks SET status = 'completed', document_id = $3, result = $4,"  # noqa: S608 (a constant)
+            f" timings = $5, reason = NULL, reason_code = NULL, {_LET_GO},"
+            " updated_at = now(), finished_at = now()"
+            f" WHERE id = $1 AND {_HELD} AND {_RUNNING} RETURNING true",
             task_id,
+            self.owner,
             document_id,
             json.dumps(result),
             json.dumps(timings),
         )
-        self.changes.publish(task_id, "completed")
+        if done:
+            self.changes.publish(task_id, "completed")
+        return bool(done)
 
     async def fail(
         self,
@@ -158,17 +292,22 @@ class TaskRepository:
         reason_code: str,
         reason: str,
         timings: dict[str, float],
-    ) -> None:
-        await self._db.execute(
-            "UPDATE tasks SET status = 'failed', reason_code = $2, reason = $3,"  # noqa: S608 (a constant)
-            " timings = $4, updated_at = now(), finished_at = now()"
-            f" WHERE id = $1 AND {_RUNNING}",
+    ) -> bool:
+        """End the task failed; False if this replica no longer held it."""
+        done = await self._db.fetchval(
+            "UPDATE tasks SET status = 'failed', reason_code = $3, reason = $4,"  # noqa: S608 (a constant)
+            f" timings = $5, object_version = NULL, {_LET_GO},"
+            " updated_at = now(), finished_at = now()"
+            f" WHERE id = $1 AND {_HELD} AND {_RUNNING} RETURNING true",
             task_id,
+            self.owner,
             reason_code,
             reason,
             json.dumps(timings),
         )
-        self.changes.publish(task_id, "failed")
+        if done:
+            self.changes.publish(task_id, "failed")
+        return bool(done)
 
     async def get(self, task_id: uuid.UUID) -> dict[str, Any] | None:
         row = await self._db.fetchrow(
@@ -176,18 +315,6 @@ class TaskRepository:
             task_id,
         )
         return None if row is None else _task(row)
-
-    async def stale(self, seconds: float, *, limit: int) -> list[dict[str, Any]]:
-        """Unfinished tasks nobody has moved on for ``seconds``."""
-        rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM tasks"  # noqa: S608
-            f" WHERE {_RUNNING}"
-            "   AND updated_at < now() - make_interval(secs => $1)"
-            " ORDER BY updated_at, id LIMIT $2",
-            seconds,
-            limit,
-        )
-        return [_task(row) for row in rows]
 
     async def page(
         self,
@@ -247,6 +374,7 @@ def _task(row: Any) -> dict[str, Any]:
         "result": json.loads(row["result"]) if row["result"] else None,
         "timings": json.loads(row["timings"]),
         "attempts": row["attempts"],
+        "last_error": row["last_error"],
         "submitted_by": row["submitted_by"],
         "created_at": when("created_at"),
         "updated_at": when("updated_at"),
