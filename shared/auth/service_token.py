@@ -23,6 +23,7 @@ import httpx
 from shared.auth.dpop import DpopKey
 from shared.errors import DependencyUnavailable
 from shared.logging import log_event
+from shared.retry import RETRYABLE_STATUS, Backoff, is_connection_error
 from shared.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class ServiceTokenProvider:
         renew_margin_seconds: float = 30.0,
         scope: str | None = None,
         dpop_key: DpopKey | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._http = http
         self._token_url = token_url
@@ -78,6 +80,8 @@ class ServiceTokenProvider:
         self._margin = renew_margin_seconds
         self._scope = scope
         self._dpop_key = dpop_key
+        # The identity provider is tried again like any other service.
+        self._backoff = backoff or Backoff()
         self._cached: _CachedToken | None = None
         self._lock = asyncio.Lock()
         self._renewal: asyncio.Task[None] | None = None
@@ -170,26 +174,51 @@ class ServiceTokenProvider:
         form = {"grant_type": "client_credentials"}
         if self._scope:
             form["scope"] = self._scope
-        headers = {}
-        if self._dpop_key is not None:
-            headers["DPoP"] = self._dpop_key.proof("POST", self._proof_url)
-        try:
-            return await self._http.post(
-                self._token_url,
-                data=form,
-                headers=headers,
-                auth=(self._client_id, secret),
-                timeout=_REQUEST_TIMEOUT_SECONDS,
-            )
-        except httpx.HTTPError as exc:
+        delays = self._backoff.delays()
+        while True:
+            # A proof is good for one request: each try gets its own.
+            headers = {}
+            if self._dpop_key is not None:
+                headers["DPoP"] = self._dpop_key.proof("POST", self._proof_url)
+            try:
+                response = await self._http.post(
+                    self._token_url,
+                    data=form,
+                    headers=headers,
+                    auth=(self._client_id, secret),
+                    timeout=_REQUEST_TIMEOUT_SECONDS,
+                )
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+                if not is_connection_error(exc):
+                    raise self._unreachable(error) from exc
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    return response
+                error = f"HTTP {response.status_code}"
+
+            delay = next(delays, None)
+            if delay is None:
+                raise self._unreachable(error)
             log_event(
                 logger,
-                "service_token.unreachable",
-                level=logging.ERROR,
+                "service_token.retrying",
+                level=logging.WARNING,
                 client_id=self._client_id,
-                error=type(exc).__name__,
+                error=error,
+                delay_ms=round(delay * 1000),
             )
-            raise DependencyUnavailable("identity-provider") from exc
+            await asyncio.sleep(delay)
+
+    def _unreachable(self, error: str) -> DependencyUnavailable:
+        log_event(
+            logger,
+            "service_token.unreachable",
+            level=logging.ERROR,
+            client_id=self._client_id,
+            error=error,
+        )
+        return DependencyUnavailable("identity-provider")
 
 
 def _token_of(response: httpx.Response) -> tuple[AccessToken, float]:
