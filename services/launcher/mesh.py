@@ -189,10 +189,13 @@ class LocalMesh:
             certificate=self.client_certificate,
         )
 
-    def restart(self, name: str) -> None:
-        """Start a stopped or killed service again on its port (fault tests)."""
+    def restart(self, name: str, env: Mapping[str, str] | None = None) -> None:
+        """Start a stopped or killed service again on its port (fault tests),
+        with ``env`` over its environment if given."""
         process = self.processes[name]
         process.stop()
+        if env:
+            process.update_env(env)
         process.start()
         process.wait_healthy(
             f"{self.url(name)}/health",
@@ -274,7 +277,7 @@ class LocalMesh:
             "MESH_IDP_AWS_CA_BUNDLE": str(self.addresses.ca_file),
             "MESH_IDP_LOG_LEVEL": self._log_level,
             "MESH_IDP_SIGNING_KEY_FILE": str(self.signing_key_file),
-        }
+        } | self._env_overrides.get(name, {})
 
     def _service_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)

@@ -40,6 +40,10 @@ class ManagedProcess:
         self._env = dict(env)
         self._process: subprocess.Popen[bytes] | None = None
 
+    def update_env(self, env: Mapping[str, str]) -> None:
+        """Change the environment of the next start."""
+        self._env.update(env)
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None

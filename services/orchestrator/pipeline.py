@@ -90,12 +90,15 @@ class Pipeline:
             if failure.retry:
                 failure.reason += f" (gave up after {attempt} attempts)"
             timings["total_ms"] = _ms_since(started)
-            await self._tasks.fail(
+            if not await self._tasks.fail(
                 task_id,
                 reason_code=failure.reason_code,
                 reason=failure.reason,
                 timings=timings,
-            )
+            ):
+                # Canceled meanwhile, or taken over: its end is not ours.
+                log_event(logger, "task.stopped", task_id=str(task_id), s3_key=s3_key)
+                return
             log_event(
                 logger,
                 "task.failed",
@@ -108,12 +111,14 @@ class Pipeline:
             return
 
         timings["total_ms"] = _ms_since(started)
-        await self._tasks.complete(
+        if not await self._tasks.complete(
             task_id,
             document_id=uuid.UUID(result["document_id"]),
             result=result,
             timings=timings,
-        )
+        ):
+            log_event(logger, "task.stopped", task_id=str(task_id), s3_key=s3_key)
+            return
         log_event(
             logger,
             "task.completed",
