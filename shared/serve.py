@@ -40,7 +40,7 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
     # a stop that went as planned is no failure: with this handler in place
     # the process exits 0 once the shutdown is done.
     signal.signal(signal.SIGTERM, _stopped_as_asked)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -58,6 +58,19 @@ def serve(settings_type: type[S], create_app: Callable[[S], FastAPI]) -> None:
             client_certificate=ssl.CERT_REQUIRED,
         ),
     )
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app the moment a stop is asked for: work
+    it takes on its own (claiming tasks) stops then, not only once the open
+    connections have closed and the lifespan ends."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        app = self.config.app
+        for stopping in getattr(getattr(app, "state", None), "on_stopping", ()):
+            stopping()
+        super().handle_exit(sig, frame)
 
 
 def _stopped_as_asked(signum: int, frame: FrameType | None) -> None:

@@ -266,18 +266,22 @@ class LocalMesh:
 
     def _identity_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)
-        return self._base_env() | {
-            "MESH_IDP_PORT": str(port),
-            "MESH_IDP_TLS_CERTFILE": cert,
-            "MESH_IDP_TLS_KEYFILE": key,
-            "MESH_IDP_TLS_CLIENT_CA_FILE": str(self.addresses.ca_file),
-            "MESH_IDP_SECRETS_PREFIX": CLIENT_SECRET_PREFIX,
-            "MESH_IDP_AWS_REGION": REGION,
-            "MESH_IDP_AWS_ENDPOINT_URL": self.addresses.urls["aws"],
-            "MESH_IDP_AWS_CA_BUNDLE": str(self.addresses.ca_file),
-            "MESH_IDP_LOG_LEVEL": self._log_level,
-            "MESH_IDP_SIGNING_KEY_FILE": str(self.signing_key_file),
-        } | self._env_overrides.get(name, {})
+        return (
+            self._base_env()
+            | {
+                "MESH_IDP_PORT": str(port),
+                "MESH_IDP_TLS_CERTFILE": cert,
+                "MESH_IDP_TLS_KEYFILE": key,
+                "MESH_IDP_TLS_CLIENT_CA_FILE": str(self.addresses.ca_file),
+                "MESH_IDP_SECRETS_PREFIX": CLIENT_SECRET_PREFIX,
+                "MESH_IDP_AWS_REGION": REGION,
+                "MESH_IDP_AWS_ENDPOINT_URL": self.addresses.urls["aws"],
+                "MESH_IDP_AWS_CA_BUNDLE": str(self.addresses.ca_file),
+                "MESH_IDP_LOG_LEVEL": self._log_level,
+                "MESH_IDP_SIGNING_KEY_FILE": str(self.signing_key_file),
+            }
+            | self._env_overrides.get(name, {})
+        )
 
     def _service_env(self, name: str, port: int) -> dict[str, str]:
         cert, key = self._tls_pair(name)

@@ -67,6 +67,11 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the last start ended; None while it runs or before it starts."""
+        return None if self._process is None else self._process.poll()
+
     def wait_healthy(
         self,
         url: str,

@@ -90,6 +90,7 @@ def create_app(
             concurrency=settings.max_concurrent_tasks,
             max_attempts=settings.task_max_attempts,
         )
+        app.state.on_stopping = [runner.stop_claiming]
         # Stopped before the agents' watches and the database close (the
         # stack unwinds in reverse), so its tasks can still be handed back.
         stack.push_async_callback(runner.stop, settings.task_drain_seconds)

@@ -159,11 +159,16 @@ class TaskRunner:
                 logger, "task.unrecorded", level=logging.ERROR, task_id=str(task_id)
             )
 
+    def stop_claiming(self) -> None:
+        """Take no more tasks: this replica is stopping."""
+        self._stopping = True
+
     async def stop(self, grace_seconds: float) -> None:
         """Take no more tasks, let running pipelines finish for a while, then
         stop the rest and hand their tasks back for another replica."""
-        self._stopping = True
+        self.stop_claiming()
         if not self._jobs:
+            log_event(logger, "runner.stopped", cancelled=0, handed_back=0)
             return
         _, pending = await asyncio.wait(set(self._jobs.values()), timeout=grace_seconds)
         unfinished = [task_id for task_id, job in self._jobs.items() if job in pending]

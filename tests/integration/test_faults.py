@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -50,6 +52,8 @@ RECOVERY = {
     "MESH_TASK_RETRY_MAX_SECONDS": "2",
     "MESH_TASK_MAX_ATTEMPTS": "40",
     "MESH_AGENT_PROBE_INTERVAL_SECONDS": "1",
+    # Short, so that a stopping replica has pipelines left to hand back.
+    "MESH_TASK_DRAIN_SECONDS": "0.5",
 }
 SETTLE_SECONDS = 90.0
 
@@ -162,6 +166,35 @@ async def test_s3_failing_some_reads(
 
     assert faults["failed"] > 0 and faults["passed"] > 0, faults
     assert retried > 0, "boto3's own retries hid every failure"
+
+
+async def test_orchestrator_stopped_mid_batch_exits_0_and_hands_tasks_back(
+    fault_mesh: LocalMesh, caller: MeshCaller, database: asyncpg.Connection
+) -> None:
+    extractor = fault_mesh.processes["extractor"].pid
+    assert extractor is not None
+    accepted = await _submit(caller, BATCH)
+    await _until_some_are(database, accepted, "extracting")
+
+    # A frozen extractor holds every pipeline mid-call past the drain time.
+    os.kill(extractor, signal.SIGSTOP)
+    orchestrator = fault_mesh.processes["orchestrator"]
+    try:
+        await asyncio.to_thread(orchestrator.stop)
+    finally:
+        os.kill(extractor, signal.SIGCONT)
+
+    assert orchestrator.exit_code == 0
+    held = await database.fetchval(
+        "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
+        " AND status NOT IN ('completed', 'failed') AND lease_owner IS NOT NULL",
+        [task["task_id"] for task in accepted],
+    )
+    assert held == 0, "a stopped replica kept a lease"
+    stopped = _events(fault_mesh, "runner.stopped")[-1]
+    assert stopped["handed_back"] > 0, "the test stopped no pipeline half-way"
+    await asyncio.to_thread(fault_mesh.restart, "orchestrator")
+    await _assert_each_completed_once(fault_mesh, accepted)
 
 
 # --- submitting and waiting ---------------------------------------------------
