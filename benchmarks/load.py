@@ -207,6 +207,8 @@ class Submitter:
                 submission.task_id = await self._process(base, submission.index)
         except httpx.HTTPError as error:
             submission.refusal = type(error).__name__
+        except ValueError:
+            submission.refusal = "unreadable_reply"
         except Refused as refusal:
             submission.refusal = str(refusal)
         submission.accept_ms = (time.perf_counter() - started) * 1000
@@ -360,7 +362,6 @@ class ProcessSampler:
     def __init__(self, roots: dict[str, int]) -> None:
         self._roots = roots
         self.usage = {name: Usage(pid) for name, pid in roots.items()}
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
 
@@ -389,13 +390,12 @@ class ProcessSampler:
             self._sample()
 
     def _sample(self) -> None:
-        with self._lock:
-            for name, pids in _process_trees(self._roots).items():
-                peaks = self.usage[name].peak_kib
-                for pid in pids:
-                    peak = _peak_kib(pid)
-                    if peak is not None:
-                        peaks[pid] = max(peaks.get(pid, 0), peak)
+        for name, pids in _process_trees(self._roots).items():
+            peaks = self.usage[name].peak_kib
+            for pid in pids:
+                peak = _peak_kib(pid)
+                if peak is not None:
+                    peaks[pid] = max(peaks.get(pid, 0), peak)
 
 
 def _process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
@@ -980,6 +980,8 @@ def run(args: argparse.Namespace) -> int:
             )
             if args.keep:
                 say(f"run folder kept: {mesh.work_dir}")
+                if mesh.database is not None:
+                    say(f"PostgreSQL's folder kept: {mesh.database.work_dir}")
 
     summary = summarize(measured, sampler.usage, setup)
     if args.json:
