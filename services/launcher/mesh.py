@@ -46,6 +46,7 @@ DB_PASSWORD_SECRET = "a2a-mesh/db-password"  # noqa: S105 (a secret's id)
 CLIENT_SECRET_PREFIX = "a2a-mesh/clients/"  # noqa: S105 (a prefix of ids)
 AGENTS = ("extractor", "validator", "archivist")
 SERVICES = ("identity", *AGENTS, "orchestrator")
+REPLICABLE = (*AGENTS, "orchestrator")
 _START_TIMEOUT = 60.0
 
 EnvBuilder = Callable[[str, int], dict[str, str]]
@@ -57,6 +58,9 @@ class MeshAddresses:
 
     ca_file: Path
     urls: dict[str, str] = field(default_factory=dict)
+    """Every process by name: ``archivist``, ``archivist-2``, ..."""
+    replica_urls: dict[str, list[str]] = field(default_factory=dict)
+    """Every process of each agent and of the orchestrator, the first first."""
 
     @property
     def issuer(self) -> str:
@@ -80,9 +84,15 @@ class LocalMesh:
         replicas: Mapping[str, int] | None = None,
         mutual_tls: bool = True,
     ) -> None:
-        """``replicas`` starts more processes of an agent, named ``archivist-2``
-        and so on, which answer under the first one's public URL as if a load
-        balancer stood in front of them all."""
+        """``replicas`` starts more processes of an agent or the orchestrator,
+        named ``archivist-2`` and so on, each on its own port, all sharing the
+        database and the bucket. An agent's further replicas answer under the
+        first one's public URL as if a load balancer stood in front of them
+        all; each orchestrator replica is the edge under its own URL, and
+        callers spread their requests over ``replica_urls`` themselves."""
+        unknown = sorted(set(replicas or {}) - set(REPLICABLE))
+        if unknown:
+            raise ValueError(f"replicas of {', '.join(unknown)} are not supported")
         self._own_dir = work_dir is None and not keep
         self._keep = keep
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="a2a-mesh-"))
@@ -130,13 +140,8 @@ class LocalMesh:
         self._start_database(certs, bin_dir)
         self._start_aws(certs)
         self._start_service("identity", "services.identity", self._identity_env)
-        for name in AGENTS:
-            self._start_service(name, f"services.{name}", self._service_env)
-            for number in range(2, self._replicas.get(name, 1) + 1):
-                self._start_service(
-                    f"{name}-{number}", f"services.{name}", self._replica_env
-                )
-        self._start_service("orchestrator", "services.orchestrator", self._service_env)
+        for name in REPLICABLE:
+            self._start_replicas(name)
 
     def _start_database(self, certs: DevCertificates, bin_dir: Path) -> None:
         database = PostgresCluster(
@@ -169,6 +174,18 @@ class LocalMesh:
             client_id: secrets.token_urlsafe(32) for client_id in realm.clients
         }
         seed(self.aws, BUCKET, secret_entries(self.client_secrets, self._db_password))
+
+    def _start_replicas(self, service: str) -> None:
+        names = [service] + [
+            f"{service}-{number}"
+            for number in range(2, self._replicas.get(service, 1) + 1)
+        ]
+        for name in names:
+            env_of = self._service_env if name == service else self._replica_env
+            self._start_service(name, f"services.{service}", env_of)
+        self.addresses.replica_urls[service] = [
+            self.addresses.urls[name] for name in names
+        ]
 
     def _start_service(self, name: str, module: str, env_of: EnvBuilder) -> None:
         port = free_port()
@@ -204,10 +221,11 @@ class LocalMesh:
             certificate=self.client_certificate,
         )
 
-    def caller(self, client_id: str) -> MeshCaller:
-        """A caller of the orchestrator, authenticated as a realm client."""
+    def caller(self, client_id: str, *, url: str | None = None) -> MeshCaller:
+        """A caller of the orchestrator (the first replica unless ``url``
+        names another), authenticated as a realm client."""
         return MeshCaller(
-            self.url("orchestrator"),
+            url or self.url("orchestrator"),
             token_url=self.addresses.token_url,
             client_id=client_id,
             client_secret=self.client_secrets[client_id],
@@ -318,7 +336,9 @@ class LocalMesh:
     def _replica_env(self, name: str, port: int) -> dict[str, str]:
         service = name.rsplit("-", 1)[0]
         env = self._service_env(service, port)
-        env["MESH_PUBLIC_URL"] = self.addresses.urls[service]
+        if service in AGENTS:
+            # The orchestrator calls the first URL only: DPoP proofs name it.
+            env["MESH_PUBLIC_URL"] = self.addresses.urls[service]
         return env
 
 

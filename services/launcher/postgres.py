@@ -155,6 +155,11 @@ class PostgresCluster:
             return False
         return True
 
+    @property
+    def pid(self) -> int | None:
+        """The server's (postmaster's) process id, while it has one."""
+        return self._postmaster_pid()
+
     def _postmaster_pid(self) -> int | None:
         if self._work_dir is None:
             return None
