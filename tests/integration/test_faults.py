@@ -70,6 +70,7 @@ def fault_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
             "orchestrator": RECOVERY,
             "identity": {"MESH_IDP_REALM_FILE": str(realm_file)},
         },
+        replicas={"orchestrator": 2},
     ) as running:
         yield running
 
@@ -179,6 +180,7 @@ async def test_orchestrator_stopped_mid_batch_exits_0_and_hands_tasks_back(
     # A frozen extractor holds every pipeline mid-call past the drain time.
     os.kill(extractor, signal.SIGSTOP)
     orchestrator = fault_mesh.processes["orchestrator"]
+    orchestrator_pid = orchestrator.pid
     try:
         await asyncio.to_thread(orchestrator.stop)
     finally:
@@ -187,14 +189,31 @@ async def test_orchestrator_stopped_mid_batch_exits_0_and_hands_tasks_back(
     assert orchestrator.exit_code == 0
     held = await database.fetchval(
         "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
-        " AND status NOT IN ('completed', 'failed') AND lease_owner IS NOT NULL",
+        " AND status NOT IN ('completed', 'failed') AND lease_owner LIKE $2",
         [task["task_id"] for task in accepted],
+        f"%:{orchestrator_pid}:%",
     )
     assert held == 0, "a stopped replica kept a lease"
     stopped = _events(fault_mesh, "runner.stopped")[-1]
     assert stopped["handed_back"] > 0, "the test stopped no pipeline half-way"
     await asyncio.to_thread(fault_mesh.restart, "orchestrator")
     await _assert_each_completed_once(fault_mesh, accepted)
+
+
+async def test_one_of_two_orchestrators_killed_mid_batch(
+    fault_mesh: LocalMesh, caller: MeshCaller, database: asyncpg.Connection
+) -> None:
+    second_url = fault_mesh.addresses.replica_urls["orchestrator"][1]
+    async with fault_mesh.caller("document-processor", url=second_url) as second:
+        halves = await asyncio.gather(_submit(caller, BATCH), _submit(second, BATCH))
+    accepted = [task for half in halves for task in half]
+    await _until_some_are(database, halves[1], "extracting")
+
+    fault_mesh.processes["orchestrator-2"].kill()
+    try:
+        await _assert_each_completed_once(fault_mesh, accepted)
+    finally:
+        await asyncio.to_thread(fault_mesh.restart, "orchestrator-2")
 
 
 # --- submitting and waiting ---------------------------------------------------
