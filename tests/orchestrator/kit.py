@@ -80,6 +80,15 @@ class FakeAgent(AgentClient):
         return await self._answer(method, params)
 
 
+def raising(error: Exception) -> Answer:
+    """An agent's answer that is always ``error``."""
+
+    async def answer(method: str, params: dict[str, Any]) -> Any:
+        raise error
+
+    return answer
+
+
 async def extracted(method: str, params: dict[str, Any]) -> Any:
     return {"document_type": "report", "format": "txt", "page_count": 1}
 
