@@ -44,7 +44,9 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         """The wait before retry number ``retry`` (0 for the first retry)."""
-        ceiling = min(self.cap, self.base * 2**retry)
+        # The exponent stops where a float ends: from retry 1024 on, 2**retry
+        # no longer converts and the wait would be an OverflowError, not the cap.
+        ceiling = min(self.cap, self.base * 2.0 ** min(retry, 1023))
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (not for secrets)
 
     def delays(self) -> Iterator[float]:

@@ -176,6 +176,7 @@ class ServiceTokenProvider:
             form["scope"] = self._scope
         delays = self._backoff.delays()
         while True:
+            cause: httpx.HTTPError | None = None
             # A proof is good for one request: each try gets its own.
             headers = {}
             if self._dpop_key is not None:
@@ -192,6 +193,7 @@ class ServiceTokenProvider:
                 error = type(exc).__name__
                 if not is_connection_error(exc):
                     raise self._unreachable(error) from exc
+                cause = exc
             else:
                 if response.status_code not in RETRYABLE_STATUS:
                     return response
@@ -199,7 +201,7 @@ class ServiceTokenProvider:
 
             delay = next(delays, None)
             if delay is None:
-                raise self._unreachable(error)
+                raise self._unreachable(error) from cause
             log_event(
                 logger,
                 "service_token.retrying",

@@ -16,10 +16,13 @@ from shared.auth.service_token import ServiceTokenProvider
 from shared.client import AgentClient, pinned_server_name
 from shared.errors import DependencyUnavailable, RemoteError
 from shared.logging import correlation_id
+from shared.retry import Backoff
 from shared.secrets import StaticSecretStore
 from tests.shared.kit import TOKEN_URL, mock_client
 
 PEER_URL = "https://extractor.test:8002/a2a"
+# Retries without waits (test_shared_client_retry.py is about retrying).
+INSTANT = Backoff(attempts=3, base=0.0, cap=0.0)
 
 
 @pytest.fixture
@@ -45,7 +48,11 @@ def agent(http: httpx.AsyncClient) -> AgentClient:
         secrets=StaticSecretStore({"a2a-mesh/clients/orchestrator": "s3cret"}),
     )
     return AgentClient(
-        "extractor", "https://extractor.test:8002/", http=http, tokens=tokens
+        "extractor",
+        "https://extractor.test:8002/",
+        http=http,
+        tokens=tokens,
+        backoff=INSTANT,
     )
 
 
@@ -67,7 +74,11 @@ def bound_agent(http: httpx.AsyncClient, dpop_key: DpopKey) -> AgentClient:
         dpop_key=dpop_key,
     )
     return AgentClient(
-        "extractor", "https://extractor.test:8002", http=http, tokens=tokens
+        "extractor",
+        "https://extractor.test:8002",
+        http=http,
+        tokens=tokens,
+        backoff=INSTANT,
     )
 
 

@@ -16,11 +16,15 @@ import shared.auth.service_token as service_token_module
 from shared.auth.dpop import DpopKey, ProofVerifier
 from shared.auth.service_token import AccessToken, ServiceTokenProvider
 from shared.errors import DependencyUnavailable
+from shared.retry import Backoff
 from shared.secrets import StaticSecretStore
 from tests.shared.kit import TOKEN_URL, Clock, mock_client
 
 CLIENT_ID = "orchestrator"
 SECRET_ID = "a2a-mesh/clients/orchestrator"
+# Tries of the identity provider, with no wait between them.
+INSTANT = Backoff(attempts=3, base=0.0, cap=0.0)
+DOWN = [httpx.ConnectError("down")] * INSTANT.attempts
 
 
 class RotatingSecrets:
@@ -68,6 +72,7 @@ def provider(
         renew_margin_seconds=30,
         scope=scope,
         dpop_key=dpop_key,
+        backoff=INSTANT,
     )
 
 
@@ -217,7 +222,7 @@ async def test_token_still_refused_after_refresh_raises_dependency_unavailable(
     assert secrets.refreshed == [SECRET_ID]
 
 
-@pytest.mark.parametrize("status", [400, 403, 500, 503])
+@pytest.mark.parametrize("status", [400, 403, 429, 500])
 async def test_token_other_refusal_raises_dependency_unavailable_without_retry(
     router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock, status: int
 ) -> None:
@@ -311,7 +316,7 @@ async def test_token_still_valid_is_used_while_the_provider_is_down(
     router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
 ) -> None:
     route = router.post(TOKEN_URL).mock(
-        side_effect=[issued("tok-1"), httpx.ConnectError("down"), issued("tok-2")]
+        side_effect=[issued("tok-1"), *DOWN, issued("tok-2")]
     )
     tokens = provider(http)
     await tokens.token()
@@ -332,13 +337,13 @@ async def test_token_still_valid_is_used_while_the_provider_is_down(
         "tok-1",
         "tok-2",
     ]
-    assert route.call_count == 3
+    assert route.call_count == 2 + INSTANT.attempts
 
 
 async def test_expired_token_is_not_used_while_the_provider_is_down(
     router: respx.MockRouter, http: httpx.AsyncClient, clock: Clock
 ) -> None:
-    router.post(TOKEN_URL).mock(side_effect=[issued("tok-1"), httpx.ConnectError("x")])
+    router.post(TOKEN_URL).mock(side_effect=[issued("tok-1"), *DOWN])
     tokens = provider(http)
     await tokens.token()
 
