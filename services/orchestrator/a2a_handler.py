@@ -254,7 +254,7 @@ class MeshA2AHandler(RequestHandler):
         else:
             key = self._key_of(part)
             submitted = await _guarded(
-                self._orchestrator.submit(key, principal.client_id)
+                self._orchestrator.submit_object(key, principal.client_id)
             )
         return str(submitted["task_id"])
 

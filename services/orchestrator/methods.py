@@ -196,7 +196,7 @@ class Orchestrator:
         return task
 
     async def process_document(self, params: ProcessParams, call: Call) -> Any:
-        return await self._submit_object(
+        return await self.submit_object(
             params.s3_key, call.principal.client_id, reprocess=params.reprocess
         )
 
@@ -208,13 +208,13 @@ class Orchestrator:
         for key in params.s3_keys:
             # A key named twice is one task, reprocessed or not.
             if key not in started:
-                started[key] = await self._submit_object(
+                started[key] = await self.submit_object(
                     key, call.principal.client_id, reprocess=params.reprocess
                 )
         return {"tasks": [started[key] for key in params.s3_keys]}
 
-    async def _submit_object(
-        self, s3_key: str, submitted_by: str, *, reprocess: bool
+    async def submit_object(
+        self, s3_key: str, submitted_by: str, *, reprocess: bool = False
     ) -> dict[str, Any]:
         """A task for an object already in the bucket (an S3 event, a batch).
         S3 notifies at least once: the same version of an object again finds

@@ -132,7 +132,9 @@ class Pipeline:
         self, task_id: uuid.UUID, failure: StageFailed, attempt: int
     ) -> None:
         delay = self._retry.backoff.delay(attempt - 1)
-        await self._tasks.defer(task_id, error=failure.reason, delay=delay)
+        if not await self._tasks.defer(task_id, error=failure.reason, delay=delay):
+            log_event(logger, "task.stopped", task_id=str(task_id))
+            return
         log_event(
             logger,
             "task.retry_later",

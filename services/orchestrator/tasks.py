@@ -195,8 +195,9 @@ class TaskRepository:
         at once (this one is stopping)."""
         if not task_ids:
             return 0
+        # A task handed back was not a failed try: its claim is not counted.
         rows = await self._db.fetch(
-            f"UPDATE tasks SET {_LET_GO}"  # noqa: S608 (constants)
+            f"UPDATE tasks SET {_LET_GO}, attempts = greatest(attempts - 1, 0)"  # noqa: S608 (constants)
             f" WHERE id = ANY($1::uuid[]) AND {_HELD} AND {_RUNNING} RETURNING id",
             list(task_ids),
             self.owner,

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _quick_start() -> list[str]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     # The text under the heading, up to the next heading of any level.
-    section = re.split(r"\n#{2,} ", readme.split("## Quick start", 1)[1], 1)[0]
+    section = re.split(r"\n#{2,} ", readme.split("## Quick start", 1)[1], maxsplit=1)[0]
     return re.findall(r"```sh\n(.+?)\n```", section, re.S)
 
 
