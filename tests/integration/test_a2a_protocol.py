@@ -212,21 +212,23 @@ async def test_an_s3_key_data_part_runs_the_same_pipeline(
 async def test_a_running_task_can_be_read_and_canceled_and_then_runs_no_further(
     mesh: LocalMesh, client_as: Callable[..., Any], database: asyncpg.Connection
 ) -> None:
-    key = f"incoming/a2a-{uuid.uuid4().hex}.pdf"
-    put_invoice(mesh, key)
+    # Objects of their own: the same object again would be the same task.
+    keys = [f"incoming/a2a-{uuid.uuid4().hex}.pdf" for _ in range(22)]
+    for key in keys:
+        put_invoice(mesh, key)
     # An admin: these 30 calls would spend much of the document processor's
     # budget of 300 a minute, which the other tests of the session share.
     client = await client_as("mesh-admin", streaming=False)
     immediately = SendMessageConfiguration(return_immediately=True)
 
-    async def submit() -> Task:
+    async def submit(key: str) -> Task:
         request = message(new_data_part({"s3_key": key}))
         request.configuration.CopyFrom(immediately)
         (event,) = await events_of(client, request)
         return event.task
 
     # More tasks at once than the orchestrator runs (16): some must wait.
-    tasks = await asyncio.gather(*(submit() for _ in range(22)))
+    tasks = await asyncio.gather(*(submit(key) for key in keys))
     states = await asyncio.gather(
         *(client.get_task(GetTaskRequest(id=t.id)) for t in tasks[-8:])
     )

@@ -31,11 +31,11 @@ RETRY = TaskRetry(attempts=4, backoff=Backoff(base=2.0, cap=5.0))
 
 async def claimed_at(tasks: TaskRepository, attempt: int) -> Claimed:
     """A task this replica holds at its ``attempt``-th try: the earlier
-    tries were claimed and handed back."""
+    tries were claimed and deferred."""
     await new_task(tasks, lease=False)
     for _ in range(attempt - 1):
         (earlier,) = await tasks.claim(1)
-        assert await tasks.release([earlier.task_id]) == 1
+        assert await tasks.defer(earlier.task_id, error="earlier try", delay=0)
     (claimed,) = await tasks.claim(1)
     assert claimed.attempts == attempt
     return claimed
