@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from a2a.auth.user import User
@@ -53,6 +53,7 @@ MESH_METHOD_OF: Mapping[str, str] = {
     "tasks/resubscribe": "get_task_status",
     "tasks/cancel": "process_document",
 }
+Endpoint = Callable[[Request], Awaitable[Response]]
 _SEARCH = "search_documents"
 _OLD_METHODS = frozenset(name for name in MESH_METHOD_OF if "/" in name)
 # A2A's codes of the errors a caller's input causes, as the mesh's own
@@ -103,17 +104,26 @@ class GateContext(DefaultServerCallContextBuilder):
         return context
 
 
-def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
+def a2a_dispatch(handler: MeshA2AHandler) -> Endpoint:
+    """The SDK's JSON-RPC endpoint over ``handler``, which exists only once
+    the service has started (``app.state.a2a_dispatch``)."""
     (route,) = create_jsonrpc_routes(
         handler,
         rpc_url=RPC_PATH,
         context_builder=GateContext(),
         enable_v0_3_compat=True,
     )
-    dispatch = route.endpoint
+    endpoint: Endpoint = route.endpoint
+    return endpoint
+
+
+def add_a2a_route(app: FastAPI) -> None:
+    """The A2A route, there from the start like every other route, so that
+    the app's routes are all known before it runs."""
 
     async def a2a_v1(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
+        dispatch: Endpoint = request.app.state.a2a_dispatch
         principal = principal_of(request)
         started = time.perf_counter()
         method, refusal = _admit(request, runtime, principal, await request.body())
