@@ -14,6 +14,7 @@ from services.orchestrator.a2a_handler import MeshA2AHandler
 from services.orchestrator.a2a_routes import a2a_dispatch, add_a2a_route
 from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
 from services.orchestrator.methods import Orchestrator
+from services.orchestrator.openapi import OPENAPI_PATH, describe
 from services.orchestrator.pipeline import Agents, Pipeline
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
@@ -69,8 +70,11 @@ def create_app(
         app.state.a2a_dispatch = a2a_dispatch(
             MeshA2AHandler(settings, policy, orchestrator, tasks, runner)
         )
+        methods = orchestrator.methods()
+        # Described from the very table the dispatcher answers from.
+        app.state.openapi = describe(settings, policy, methods)
         return ServiceParts(
-            methods=orchestrator.methods(),
+            methods=methods,
             checks={"s3": storage.check},
             state=orchestrator,
         )
@@ -91,6 +95,10 @@ def create_app(
     )
     add_admin_routes(app)
     add_a2a_route(app)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi(request: Request) -> MeshJSONResponse:
+        return MeshJSONResponse(request.app.state.openapi)
 
     @app.post("/documents", status_code=202)
     async def upload_document(request: Request) -> MeshJSONResponse:
