@@ -65,8 +65,10 @@ class WholeNumber:
         if raw is None:
             return self.default
         # ASCII digits only: full-width digits pass str.isdigit, not a reader.
+        # No more of them than the bound has: int() refuses over 4300 digits.
         if (
             not (raw.isascii() and raw.isdigit())
+            or len(raw.lstrip("0")) > len(str(self.high))
             or not self.low <= int(raw) <= self.high
         ):
             raise InvalidParams(

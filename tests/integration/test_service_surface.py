@@ -128,8 +128,13 @@ async def test_trailing_slash_is_not_redirected_to_a_host_the_caller_names(
 
 @pytest.mark.parametrize(
     "query",
-    ["window_seconds=\uff11\uff12", "window_seconds=0", "window_seconds=12.5"],
-    ids=["full-width-digits", "zero", "fraction"],
+    [
+        "window_seconds=\uff11\uff12",
+        "window_seconds=0",
+        "window_seconds=12.5",
+        f"window_seconds={'9' * 5000}",
+    ],
+    ids=["full-width-digits", "zero", "fraction", "more-digits-than-int-reads"],
 )
 async def test_admin_query_numbers_are_plain_whole_numbers(
     mesh: LocalMesh, query: str
