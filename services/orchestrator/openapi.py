@@ -60,6 +60,13 @@ CARD = with_fields(
 DOCUMENT = with_fields(
     openapi={"type": "string"}, info={"type": "object"}, paths={"type": "object"}
 )
+# The part's file name decides the type: its extension must be one the
+# mesh reads, and a declared content type must not contradict it.
+_FILE_PART = {
+    "description": "form-data with the document's file name",
+    "schema": {"type": "string"},
+    "example": 'form-data; name="file"; filename="statement.csv"',
+}
 READINESS = with_fields(
     status={"enum": ["ready", "not_ready"]},
     checks={"type": "object", "additionalProperties": {"type": "string"}},
@@ -202,8 +209,16 @@ def _upload(policy: SecurityPolicy) -> dict[str, Any]:
             "required": True,
             "content": {
                 "multipart/form-data": {
-                    "schema": with_fields(file={"type": "string", "format": "binary"}),
-                    "encoding": {"file": {"contentType": ", ".join(declared)}},
+                    "schema": {
+                        **with_fields(file={"type": "string", "format": "binary"}),
+                        "additionalProperties": False,
+                    },
+                    "encoding": {
+                        "file": {
+                            "contentType": ", ".join(declared),
+                            "headers": {"Content-Disposition": _FILE_PART},
+                        }
+                    },
                 }
             },
         },
@@ -295,6 +310,8 @@ def _a2a(policy: SecurityPolicy) -> dict[str, Any]:
     }
     request = with_fields(jsonrpc={"const": "2.0"}, method={"enum": methods})
     request["properties"] |= {"params": {"type": "object"}, "id": REQUEST_ID}
+    # The SDK refuses any other member of the envelope; params it reads loosely.
+    request["additionalProperties"] = False
     return {
         "operationId": "a2a",
         "summary": "The A2A 1.0 JSON-RPC binding (and its 0.3 names)",
