@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from shared.documents import DocumentType, S3Key, printable
 from shared.jsonrpc import Handler, Method, NoParams, Params
@@ -17,6 +17,19 @@ SearchText = Annotated[
 
 
 class GetDocumentParams(Params):
+    # The schema says what the validator below checks: one of the two, as text.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"document_id": {"type": "string"}},
+                    "required": ["document_id"],
+                },
+                {"properties": {"s3_key": {"type": "string"}}, "required": ["s3_key"]},
+            ]
+        }
+    )
+
     document_id: uuid.UUID | None = Field(None, strict=False)
     s3_key: S3Key | None = None
     include_pages: bool = False

@@ -21,7 +21,8 @@ from shared.auth.middleware import AuthMiddleware, CorrelationMiddleware
 from shared.auth.policy import SecurityPolicy
 from shared.auth.principal import Principal
 from shared.auth.proxy import ProxyMiddleware
-from shared.errors import InternalError, MeshError
+from shared.errors import MeshError
+from shared.internal_errors import InternalErrorMiddleware
 from shared.jsonrpc import Call, Dispatcher, Method, error_reply
 from shared.logging import correlation_id, log_event
 from shared.runtime import Runtime, open_runtime
@@ -114,12 +115,13 @@ def create_service_app(
         default_response_class=MeshJSONResponse,
         docs_url=None,
         redoc_url=None,
-        # The agent card describes the methods; the admin routes need no map.
+        # FastAPI's map would show routes that read raw requests; the agent
+        # card describes the methods, and the orchestrator serves its own
+        # description (services/orchestrator/openapi.py).
         openapi_url=None,
         # A redirect would be built from the Host header a caller chose.
         redirect_slashes=False,
     )
-    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(
         AuthMiddleware, body_limits={"/a2a": body_limit, **(protected or {})}
     )
@@ -130,6 +132,9 @@ def create_service_app(
         trusted=settings.trusted_proxies,
         trust_alb_certificates=settings.trust_alb_client_certificates,
     )
+    # Inside the correlation id, so that an internal error's answer and log
+    # line carry it.
+    app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(CorrelationMiddleware)
     _add_common_routes(app, settings, description, agent_card)
     return app
@@ -196,18 +201,6 @@ def _add_common_routes(
         return MeshJSONResponse(
             reply.body, status_code=reply.status, headers=reply.headers
         )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    """Our fault: a generic -32603 for the caller, the detail for the log."""
-    log_event(
-        logger,
-        "request.internal_error",
-        level=logging.ERROR,
-        exc_info=exc,
-        path=request.url.path,
-    )
-    return mesh_error_response(InternalError())
 
 
 async def _run_check(check: Check) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from a2a.auth.user import User
@@ -53,6 +54,7 @@ MESH_METHOD_OF: Mapping[str, str] = {
     "tasks/resubscribe": "get_task_status",
     "tasks/cancel": "process_document",
 }
+Endpoint = Callable[[Request], Awaitable[Response]]
 _SEARCH = "search_documents"
 _OLD_METHODS = frozenset(name for name in MESH_METHOD_OF if "/" in name)
 # A2A's codes of the errors a caller's input causes, as the mesh's own
@@ -62,6 +64,44 @@ _INPUT_ERRORS: Mapping[int, type[MeshError]] = {
     -32600: InvalidRequest,
     -32601: MethodNotFound,
     -32602: InvalidParams,
+}
+
+
+# The SDK logs a request it cannot read as an ERROR with a traceback. It is
+# the caller's mistake, answered with -32600 or -32602: a WARNING here, with
+# no traceback (whose exception text quotes what the caller sent).
+_SDK_INPUT_REFUSALS: Mapping[str, frozenset[str]] = {
+    "a2a.server.routes.jsonrpc_dispatcher": frozenset(
+        {
+            "Failed to validate base JSON-RPC request",
+            "Failed to parse request params",
+        }
+    ),
+    "a2a.compat.v0_3.jsonrpc_adapter": frozenset(
+        {"Failed to validate base JSON-RPC request for v0.3"}
+    ),
+}
+
+
+class CallerMistake(logging.Filter):
+    """Turns the SDK's log lines about unreadable requests into warnings
+    without the exception."""
+
+    def __init__(self, messages: frozenset[str]) -> None:
+        super().__init__()
+        self._messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self._messages:
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_CALLER_MISTAKES = {
+    name: CallerMistake(messages) for name, messages in _SDK_INPUT_REFUSALS.items()
 }
 
 
@@ -103,17 +143,29 @@ class GateContext(DefaultServerCallContextBuilder):
         return context
 
 
-def add_a2a_route(app: FastAPI, handler: MeshA2AHandler) -> None:
+def a2a_dispatch(handler: MeshA2AHandler) -> Endpoint:
+    """The SDK's JSON-RPC endpoint over ``handler``, which exists only once
+    the service has started (``app.state.a2a_dispatch``)."""
     (route,) = create_jsonrpc_routes(
         handler,
         rpc_url=RPC_PATH,
         context_builder=GateContext(),
         enable_v0_3_compat=True,
     )
-    dispatch = route.endpoint
+    endpoint: Endpoint = route.endpoint
+    return endpoint
+
+
+def add_a2a_route(app: FastAPI) -> None:
+    """The A2A route, there from the start like every other route, so that
+    the app's routes are all known before it runs."""
+    for name, mistakes in _CALLER_MISTAKES.items():
+        # The same filter each time: adding it again changes nothing.
+        logging.getLogger(name).addFilter(mistakes)
 
     async def a2a_v1(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
+        dispatch: Endpoint = request.app.state.a2a_dispatch
         principal = principal_of(request)
         started = time.perf_counter()
         method, refusal = _admit(request, runtime, principal, await request.body())

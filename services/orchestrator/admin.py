@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,37 @@ class RevokeParams(Params):
         if not reason.isprintable():
             raise ValueError("must be printable text")
         return reason
+
+
+@dataclass(frozen=True)
+class WholeNumber:
+    """A query parameter that is a whole number from ``low`` to ``high``."""
+
+    name: str
+    default: int
+    low: int
+    high: int
+
+    def read(self, request: Request) -> int:
+        raw = request.query_params.get(self.name)
+        if raw is None:
+            return self.default
+        # ASCII digits only: full-width digits pass str.isdigit, not a reader.
+        # No more of them than the bound has: int() refuses over 4300 digits.
+        if (
+            not (raw.isascii() and raw.isdigit())
+            or len(raw.lstrip("0")) > len(str(self.high))
+            or not self.low <= int(raw) <= self.high
+        ):
+            raise InvalidParams(
+                f"'{self.name}' must be a whole number from {self.low} to {self.high}",
+                data={"field": self.name},
+            )
+        return int(raw)
+
+
+REVOKED_LIMIT = WholeNumber("limit", 100, 1, 1000)
+STATS_WINDOW = WholeNumber("window_seconds", 3600, 1, 30 * 86400)
 
 
 def add_admin_routes(app: FastAPI) -> None:
@@ -98,7 +130,7 @@ def add_admin_routes(app: FastAPI) -> None:
         started = time.perf_counter()
         try:
             _admin(request, runtime)
-            limit = _int_query(request, "limit", 100, 1, 1000)
+            limit = REVOKED_LIMIT.read(request)
         except MeshError as error:
             return _refuse(runtime, request, error, started)
         try:
@@ -113,7 +145,7 @@ def add_admin_routes(app: FastAPI) -> None:
         started = time.perf_counter()
         try:
             _admin(request, runtime)
-            window = _int_query(request, "window_seconds", 3600, 1, 30 * 86400)
+            window = STATS_WINDOW.read(request)
         except MeshError as error:
             return _refuse(runtime, request, error, started)
         # Rows still queued on this replica are not counted yet: written
@@ -139,19 +171,6 @@ def _revoke_params(body: bytes) -> RevokeParams:
     except (ValueError, RecursionError):
         raise ParseError() from None
     return validate_params(RevokeParams, raw)
-
-
-def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    # ASCII digits only: full-width digits pass str.isdigit, not a reader.
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidParams(
-            f"'{name}' must be a whole number from {low} to {high}",
-            data={"field": name},
-        )
-    return int(raw)
 
 
 def _refuse(

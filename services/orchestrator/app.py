@@ -13,21 +13,17 @@ from google.protobuf.json_format import MessageToDict
 
 from services.orchestrator.a2a_card import RPC_PATH, public_card
 from services.orchestrator.a2a_handler import MeshA2AHandler
-from services.orchestrator.a2a_routes import add_a2a_route
+from services.orchestrator.a2a_routes import a2a_dispatch, add_a2a_route
 from services.orchestrator.admin import ADMIN_BODY_BYTES, add_admin_routes
 from services.orchestrator.methods import Orchestrator
+from services.orchestrator.openapi import OPENAPI_PATH, describe
 from services.orchestrator.pipeline import Agents, Pipeline, TaskRetry
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.tasks import TaskRepository
+from services.orchestrator.upload import UPLOAD_STATUS
 from shared.auth.policy import SecurityPolicy
-from shared.errors import (
-    DependencyUnavailable,
-    DocumentRejected,
-    Forbidden,
-    InvalidParams,
-    MeshError,
-)
+from shared.errors import Forbidden, MeshError
 from shared.retry import Backoff
 from shared.runtime import Runtime, background
 from shared.secrets import SecretStore
@@ -42,13 +38,6 @@ from shared.storage import DocumentStorage
 
 # Room for the multipart framing around the largest file.
 _MULTIPART_OVERHEAD = 64 * 1024
-
-# A plain HTTP route answers with the HTTP status a client library expects.
-_UPLOAD_STATUS: dict[type[MeshError], int] = {
-    InvalidParams: 400,
-    DocumentRejected: 415,
-    DependencyUnavailable: 503,
-}
 
 
 def replica_name() -> str:
@@ -101,12 +90,14 @@ def create_app(
         orchestrator = Orchestrator(
             tasks, runner, storage, agents, runtime.http, charge=runtime.gate.charge
         )
-        add_a2a_route(
-            app,
-            MeshA2AHandler(settings, policy, orchestrator, tasks, runner),
+        app.state.a2a_dispatch = a2a_dispatch(
+            MeshA2AHandler(settings, policy, orchestrator, tasks, runner)
         )
+        methods = orchestrator.methods()
+        # Described from the very table the dispatcher answers from.
+        app.state.openapi = describe(settings, policy, methods)
         return ServiceParts(
-            methods=orchestrator.methods(),
+            methods=methods,
             checks={"s3": storage.check},
             state=orchestrator,
         )
@@ -126,6 +117,11 @@ def create_app(
         agent_card=MessageToDict(public_card(settings)),
     )
     add_admin_routes(app)
+    add_a2a_route(app)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi(request: Request) -> MeshJSONResponse:
+        return MeshJSONResponse(request.app.state.openapi)
 
     @app.post("/documents", status_code=202)
     async def upload_document(request: Request) -> MeshJSONResponse:
@@ -154,7 +150,7 @@ def create_app(
             error=error,
         )
         if error is not None:
-            status = _UPLOAD_STATUS.get(type(error), error.http_status)
+            status = UPLOAD_STATUS.get(type(error), error.http_status)
             return mesh_error_response(error, status)
         return MeshJSONResponse(task, status_code=202)
 

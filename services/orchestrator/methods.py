@@ -308,7 +308,7 @@ class Orchestrator:
         return {**task, "file_name": upload.filename, "size_bytes": len(data)}
 
 
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -316,7 +316,7 @@ def _idempotency_key(request: Request) -> str | None:
     values = request.headers.getlist("idempotency-key")
     if not values:
         return None
-    if len(values) > 1 or not _IDEMPOTENCY_KEY.fullmatch(values[0]):
+    if len(values) > 1 or not IDEMPOTENCY_KEY.fullmatch(values[0]):
         raise InvalidParams(
             "Idempotency-Key must be one header of 1 to 255 visible ASCII characters"
         )

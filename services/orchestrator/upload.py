@@ -9,7 +9,12 @@ from pathlib import PurePosixPath
 
 from starlette.datastructures import UploadFile
 
-from shared.errors import DocumentRejected, InvalidParams
+from shared.errors import (
+    DependencyUnavailable,
+    DocumentRejected,
+    InvalidParams,
+    MeshError,
+)
 
 # Extension → content type the upload is stored with. Anything else is refused
 # before it reaches S3, so the extractor only sees formats it reads.
@@ -33,6 +38,13 @@ _DECLARED_OK: dict[str, frozenset[str]] = {
     ".txt": _UNKNOWN | {"text/plain"},
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# A plain HTTP route answers with the HTTP status a client library expects.
+UPLOAD_STATUS: dict[type[MeshError], int] = {
+    InvalidParams: 400,
+    DocumentRejected: 415,
+    DependencyUnavailable: 503,
+}
 
 
 def object_key(prefix: str, file_name: str) -> str:

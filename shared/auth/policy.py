@@ -46,6 +46,11 @@ class Policy:
                 return True
         return False
 
+    def granting(self, method: str) -> list[str]:
+        """The roles that may call ``method``, by name: what a description of
+        the API tells a caller."""
+        return sorted(role for role in self._grants if self.allows([role], method))
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

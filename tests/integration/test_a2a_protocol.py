@@ -44,7 +44,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from services.launcher.mesh import BUCKET, LocalMesh
 from tests.helpers.corpus import corpus_file
-from tests.helpers.evidence import events
+from tests.helpers.evidence import events, log_lines, wait_for_log
 
 pytestmark = pytest.mark.integration
 
@@ -491,6 +491,51 @@ async def test_malformed_requests_get_protocol_errors_not_server_errors(
     assert reply.json()["error"]["code"] in (-32700, -32600, -32602)
     health = await http.get(f"{mesh.url('orchestrator')}/health")
     assert health.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_body", "version"),
+    [
+        (
+            {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "x": 1, "params": {}},
+            "1.0",
+        ),
+        ({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": 5}}, "1.0"),
+        ({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {}}, None),
+    ],
+    ids=["unknown-member", "unreadable-params", "0.3-request-without-id"],
+)
+async def test_an_unreadable_request_is_logged_as_the_callers_mistake(
+    request_body: dict[str, Any],
+    version: str | None,
+    mesh: LocalMesh,
+    http: httpx.AsyncClient,
+    card: AgentCard,
+) -> None:
+    """A warning, not an ERROR with a traceback: the fuzzer found the SDK
+    logging every such request as a failure of the orchestrator."""
+    token = await client_credentials(mesh, http, card, "document-processor")
+    cid = f"a2a-unreadable-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {token}", "X-Correlation-ID": cid}
+    # A client of its own: the SDK's factory set A2A-Version on the shared one.
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as caller:
+        reply = await caller.post(
+            card.supported_interfaces[0].url,
+            json=request_body,
+            headers=headers | ({"A2A-Version": version} if version else {}),
+        )
+
+    assert reply.json()["error"]["code"] in (-32600, -32602)
+    # The SDK's lines come before the audit's: once that is there, so are they.
+    await wait_for_log(mesh, "orchestrator", cid)
+    lines = [
+        line
+        for line in log_lines(mesh, "orchestrator")
+        if line.get("correlation_id") == cid and line["logger"].startswith("a2a.")
+    ]
+    assert any(line["event"].startswith("Failed to") for line in lines), lines
+    assert all(line["level"] == "warning" for line in lines), lines
+    assert not any("exception" in line for line in lines), lines
 
 
 async def test_only_the_client_that_sent_a_task_may_cancel_it(

@@ -1,6 +1,7 @@
 """What every running service shows without a token: readiness with each of
 its dependencies, and an agent card describing its methods and how to call
-them; and what it no longer shows: an OpenAPI map."""
+them; and the orchestrator's OpenAPI description, which the agents do not
+serve."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ pytestmark = pytest.mark.integration
 # The checks each service's /ready runs, beyond the three every service has.
 OWN_CHECKS = {"orchestrator": {"s3"}, "extractor": {"s3"}, "validator": set()}
 COMMON_CHECKS = {"identity-provider", "database", "revocations"}
+# SYSTEM.md's orchestrator methods, and the archive look-ups it passes on.
+ORCHESTRATOR_METHODS = (
+    "process_document",
+    "process_batch",
+    "get_task_status",
+    "list_pending_documents",
+    "discover_agents",
+    "get_document",
+    "search_documents",
+    "get_document_stats",
+)
 
 
 @pytest.mark.parametrize("service", ["orchestrator", "extractor", "validator"])
@@ -71,9 +83,28 @@ async def test_the_orchestrators_card_says_it_takes_bearer_and_dpop_tokens(
     assert "Bearer, or DPoP-bound" in scheme["description"]
 
 
-async def test_openapi_map_is_not_served(mesh: LocalMesh) -> None:
+async def test_the_orchestrator_serves_its_openapi_description_without_a_token(
+    mesh: LocalMesh,
+) -> None:
     async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         response = await http.get(f"{mesh.url('orchestrator')}/openapi.json")
+
+    assert response.status_code == 200
+    description = response.json()
+    assert description["openapi"] == "3.1.0"
+    assert description["servers"] == [{"url": mesh.url("orchestrator")}]
+    body = description["paths"]["/a2a"]["post"]["requestBody"]
+    methods = [
+        branch["title"]
+        for branch in body["content"]["application/json"]["schema"]["oneOf"]
+    ]
+    assert sorted(methods) == sorted(ORCHESTRATOR_METHODS)
+
+
+@pytest.mark.parametrize("service", ["extractor", "validator", "archivist"])
+async def test_an_agent_serves_no_openapi_map(mesh: LocalMesh, service: str) -> None:
+    async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
+        response = await http.get(f"{mesh.url(service)}/openapi.json")
 
     assert response.status_code == 404
 
@@ -97,8 +128,13 @@ async def test_trailing_slash_is_not_redirected_to_a_host_the_caller_names(
 
 @pytest.mark.parametrize(
     "query",
-    ["window_seconds=\uff11\uff12", "window_seconds=0", "window_seconds=12.5"],
-    ids=["full-width-digits", "zero", "fraction"],
+    [
+        "window_seconds=\uff11\uff12",
+        "window_seconds=0",
+        "window_seconds=12.5",
+        f"window_seconds={'9' * 5000}",
+    ],
+    ids=["full-width-digits", "zero", "fraction", "more-digits-than-int-reads"],
 )
 async def test_admin_query_numbers_are_plain_whole_numbers(
     mesh: LocalMesh, query: str

@@ -119,6 +119,14 @@ def test_policy_wildcard_is_not_a_pattern() -> None:
     assert not policy.allows({"reader"}, "get_document")
 
 
+def test_policy_granting_names_the_roles_that_grant_a_method() -> None:
+    policy = Policy({"viewer": ["get_document"], "admin": ["*"], "lambda": ["upload"]})
+
+    assert policy.granting("get_document") == ["admin", "viewer"]
+    assert policy.granting("unknown_method") == ["admin"]
+    assert Policy({}).granting("get_document") == []
+
+
 def test_policy_load_custom_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text('[roles]\nauditor = ["get_document_stats"]\n', encoding="utf-8")
