@@ -237,4 +237,4 @@ async def test_stop_lets_pipelines_finish_for_the_grace_then_hands_back_the_rest
     )
     assert (await row(database_a, elsewhere))["lease_owner"] == "replica-a"
     claimed = await others.claim(10)
-    assert [(c.task_id, c.attempts) for c in claimed] == [(stuck, 2)]
+    assert [(c.task_id, c.attempts) for c in claimed] == [(stuck, 1)]
