@@ -21,13 +21,13 @@ import pytest
 
 from services.extractor.extraction import extract
 from services.extractor.pool import ExtractionPool, NoLiveWorker, open_pool
-from services.extractor.settings import ExtractorSettings
 from services.extractor.worker import Job, run_extraction
 from services.orchestrator.settings import OrchestratorSettings
 from shared.errors import DependencyUnavailable, DocumentRejected, InternalError
 from tests.helpers import hostile_pdfs
 from tests.helpers.corpus import CORPUS
 from tests.helpers.extraction_jobs import misbehave
+from tests.helpers.extractor import extractor_settings as settings
 from tests.helpers.processes import (
     all_gone,
     children_of,
@@ -49,14 +49,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MESH_"):
             monkeypatch.delenv(name)
-
-
-def settings(**overrides: Any) -> ExtractorSettings:
-    return ExtractorSettings(
-        issuer="https://idp.test/realms/a2a-mesh",
-        db_ca_file=Path("/etc/mesh/ca.pem"),
-        **overrides,
-    )
 
 
 @pytest.fixture
@@ -361,15 +353,11 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     import asyncio, json, sys
     from pathlib import Path
     from services.extractor.pool import open_pool
-    from services.extractor.settings import ExtractorSettings
     from tests.helpers.extraction_jobs import misbehave
+    from tests.helpers.extractor import extractor_settings
 
     async def main(started: Path) -> None:
-        settings = ExtractorSettings(
-            issuer="https://idp.test/realms/a2a-mesh",
-            db_ca_file=Path("/etc/mesh/ca.pem"),
-            extract_workers=2,
-        )
+        settings = extractor_settings(extract_workers=2)
         async with open_pool(settings, job=misbehave) as pool:
             job = asyncio.create_task(
                 pool.extract(f"hang {started}".encode(), s3_key="k", content_type=None)
