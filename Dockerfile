@@ -32,7 +32,8 @@ COPY --from=build /opt/mesh /opt/mesh
 RUN groupadd --system --gid 10001 mesh \
     && useradd --system --uid 10001 --gid mesh --home-dir /nonexistent \
        --shell /usr/sbin/nologin mesh \
-    && install -d -o mesh -g mesh -m 0700 /run/mesh
+    && install -d -o mesh -g mesh -m 0700 /run/mesh \
+    && chown mesh:mesh /tmp
 
 ENV PATH=/opt/mesh/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -41,8 +42,10 @@ ENV PATH=/opt/mesh/bin:$PATH \
     MESH_RUNTIME_DIR=/run/mesh
 
 # Fargate gives a task volume the owner of the image's VOLUME path, so the
-# service can write its TLS files there under a read-only root.
-VOLUME ["/run/mesh"]
+# service can write its TLS files there under a read-only root. The
+# extractor's worker processes need a writable /tmp too: multiprocessing's
+# forkserver listens on a Unix socket there (compose mounts a tmpfs).
+VOLUME ["/run/mesh", "/tmp"]
 
 USER 10001:10001
 

@@ -13,7 +13,8 @@
     ├── ReplayDetected          -32004  HTTP 401
     ├── TokenRevoked            -32005  HTTP 401
     ├── DocumentNotFound        -32010  no object at that S3 key
-    ├── DocumentRejected        -32011  empty, unsupported, encrypted, unreadable
+    ├── DocumentRejected        -32011  empty, unsupported, encrypted, unreadable,
+    │                                   too large or complex, too slow, crashed
     ├── TaskNotFound            -32012
     └── DependencyUnavailable   -32013  a downstream service or store failed
 
@@ -153,7 +154,8 @@ class DocumentRejected(MeshError):
     """The document exists but cannot be processed; ``reason`` is machine-readable.
 
     Reasons: ``empty_document``, ``unsupported_type``, ``encrypted_pdf``,
-    ``unreadable_pdf``, ``undecodable_text``, ``too_large``.
+    ``unreadable_pdf``, ``undecodable_text``, ``too_large``, ``too_complex``,
+    ``extraction_timeout``, ``extraction_crashed``.
     """
 
     code = -32011

@@ -14,6 +14,8 @@ from services.launcher.caller import MeshCaller
 from services.launcher.mesh import LocalMesh
 from tests.helpers.tokens import TokenForge
 
+EXTRACT_TIMEOUT_SECONDS = 5
+
 
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[LocalMesh]:
@@ -26,8 +28,12 @@ def mesh() -> Iterator[LocalMesh]:
         "MESH_TASK_RETRY_MAX_SECONDS": "2",
         "MESH_AGENT_PROBE_INTERVAL_SECONDS": "1",
     }
+    # A document too slow to read is stopped after seconds, not the default 20,
+    # so that the test of it ends soon; every corpus document takes far less.
+    extraction = {"MESH_EXTRACT_TIMEOUT_SECONDS": str(EXTRACT_TIMEOUT_SECONDS)}
     with LocalMesh(
-        service_env={"orchestrator": recovery}, replicas={"archivist": 2}
+        service_env={"orchestrator": recovery, "extractor": extraction},
+        replicas={"archivist": 2},
     ) as running:
         yield running
 

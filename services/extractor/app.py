@@ -9,10 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.extractor.extraction import extract
+from services.extractor.pool import ExtractionPool, open_pool
 from services.extractor.settings import ExtractorSettings
 from shared.documents import S3Key
-from shared.errors import DocumentRejected
+from shared.errors import DependencyUnavailable, DocumentRejected
 from shared.jsonrpc import Call, Method, NoParams, Params
 from shared.logging import log_event
 from shared.runtime import Runtime
@@ -42,8 +42,14 @@ class ExtractParams(Params):
 class Extractor:
     """The extractor's methods, over one bucket."""
 
-    def __init__(self, storage: DocumentStorage, settings: ExtractorSettings) -> None:
+    def __init__(
+        self,
+        storage: DocumentStorage,
+        pool: ExtractionPool,
+        settings: ExtractorSettings,
+    ) -> None:
         self._storage = storage
+        self._pool = pool
         self._settings = settings
 
     def methods(self) -> list[Method[Any]]:
@@ -64,32 +70,43 @@ class Extractor:
         ]
 
     async def extract_document(self, params: ExtractParams, call: Call) -> Any:
+        try:
+            return await self._extract(params.s3_key)
+        except asyncio.CancelledError:
+            # Nothing cancels a request here but the server's shutdown, once
+            # its grace is over; uvicorn would log the cancellation as a
+            # crash. The worker is stopped already: the caller hears "retry
+            # later" instead, and the cancellation ends here (uncancel).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            log_event(logger, "document.abandoned", s3_key=params.s3_key)
+            raise DependencyUnavailable(
+                "extractor", "the extractor is shutting down"
+            ) from None
+
+    async def _extract(self, s3_key: str) -> dict[str, Any]:
         limit = self._settings.max_document_bytes
-        stored = await self._storage.get(params.s3_key, max_bytes=limit)
+        stored = await self._storage.get(s3_key, max_bytes=limit)
         if len(stored.data) > limit:
             raise DocumentRejected(
                 "too_large", f"The document is larger than {limit} bytes"
             )
 
-        # Parsing is CPU-bound: keep it off the event loop.
-        extraction = await asyncio.to_thread(
-            extract,
-            stored.data,
-            s3_key=params.s3_key,
-            content_type=stored.content_type,
-            max_pdf_pages=self._settings.max_pdf_pages,
-            max_text_chars=self._settings.max_text_chars,
-            max_table_rows=self._settings.max_table_rows,
+        # Parsing is CPU-bound and the document hostile until proven
+        # otherwise: it happens in a worker process that can be killed.
+        extraction = await self._pool.extract(
+            stored.data, s3_key=s3_key, content_type=stored.content_type
         )
         log_event(
             logger,
             "document.extracted",
-            s3_key=params.s3_key,
-            format=extraction.format,
-            document_type=extraction.document_type,
-            pages=extraction.page_count,
+            s3_key=s3_key,
+            format=extraction.get("format"),
+            document_type=extraction.get("document_type"),
+            pages=extraction.get("page_count"),
         )
-        return extraction.model_dump(mode="json")
+        return extraction
 
     async def list_supported_formats(self, params: NoParams, call: Call) -> Any:
         return {"formats": SUPPORTED_FORMATS}
@@ -100,9 +117,10 @@ def create_app(
 ) -> FastAPI:
     async def build(runtime: Runtime, stack: AsyncExitStack) -> ServiceParts:
         storage = DocumentStorage(runtime.aws, settings)
+        pool = await stack.enter_async_context(open_pool(settings))
         return ServiceParts(
-            methods=Extractor(storage, settings).methods(),
-            checks={"s3": storage.check},
+            methods=Extractor(storage, pool, settings).methods(),
+            checks={"s3": storage.check, "workers": pool.check},
         )
 
     return create_service_app(

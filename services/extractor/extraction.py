@@ -102,7 +102,8 @@ def extract(
 
     Raises ``DocumentRejected`` (reasons ``empty_document``,
     ``unsupported_type``, ``encrypted_pdf``, ``unreadable_pdf``,
-    ``undecodable_text``, ``too_large``) when the document cannot be read.
+    ``undecodable_text``, ``too_large``, ``too_complex``) when the document
+    cannot be read, and ``MemoryError`` when it needs more memory than there is.
     """
     if not data:
         raise DocumentRejected("empty_document", "The document is empty (0 bytes)")

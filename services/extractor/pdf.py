@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from pypdf import PasswordType, PdfReader
-from pypdf.errors import PdfReadWarning
+from pypdf.errors import LimitReachedError, PdfReadWarning
 
 from services.extractor.text import clean_text
 from shared.documents import Page
@@ -30,6 +31,12 @@ PDF_MAGIC: Final = b"%PDF-"
 # fresh trailer at offset 0 makes pypdf rebuild the table by scanning objects.
 _REBUILD_TRAILER: Final = b"\nstartxref\n0\n%%EOF\n"
 _REPAIRED: Final = "The PDF was damaged; its cross-reference table was rebuilt"
+# Errors that say "too much", not "damaged": pypdf's own limits (a stream
+# that inflates past 75 MB, a page tree too deep...) and Python's recursion
+# limit (objects nested thousands deep). pypdf wraps some in its own errors.
+_LIMITS: Final = (LimitReachedError, RecursionError)
+# How far down a chain of wrapped exceptions the cause is looked for.
+_CAUSE_DEPTH: Final = 8
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,9 @@ def read_pdf(data: bytes, *, max_pages: int) -> PdfContent:
 
     Raises ``DocumentRejected`` with reason ``encrypted_pdf`` when a password
     is needed, ``unreadable_pdf`` when the file cannot be parsed even after
-    repair, and ``too_large`` when it has more than ``max_pages`` pages.
+    repair, ``too_large`` when it has more than ``max_pages`` pages, and
+    ``too_complex`` when reading it goes past a safety limit. ``MemoryError``
+    is left to the caller.
     """
     with warnings.catch_warnings():
         # pypdf reports damage through logging; this guards older habits.
@@ -66,17 +75,20 @@ def read_pdf(data: bytes, *, max_pages: int) -> PdfContent:
 
 def _open(data: bytes) -> tuple[PdfReader, int, bool]:
     # pypdf raises many exception types on malformed input (its own, but also
-    # KeyError, ValueError, RecursionError...): any of them means "damaged".
+    # KeyError, ValueError...): any of them means "damaged", unless a limit
+    # is behind it (then a repair would only repeat the same work).
     try:
         reader, count = _load(data)
     except DocumentRejected:
         raise
     except Exception as first:
+        _refuse_if_exhausted(first)
         try:
             reader, count = _load(data + _REBUILD_TRAILER)
         except DocumentRejected:
             raise
-        except Exception:
+        except Exception as second:
+            _refuse_if_exhausted(second)
             raise DocumentRejected(
                 "unreadable_pdf",
                 "The PDF is damaged and could not be read, even after repair",
@@ -109,6 +121,29 @@ def _encrypted() -> DocumentRejected:
     )
 
 
+def _refuse_if_exhausted(error: Exception) -> None:
+    """Raise what ``error`` really means when a limit is behind it: the
+    ``MemoryError`` itself (the extraction worker reports it), or
+    ``too_complex``. Return when it is ordinary damage."""
+    cause: BaseException | None = error
+    for _ in range(_CAUSE_DEPTH):
+        if cause is None:
+            return
+        if isinstance(cause, MemoryError):
+            raise cause
+        if isinstance(cause, _LIMITS):
+            what = (
+                "its objects are nested too deeply"
+                if isinstance(cause, RecursionError)
+                else "it goes past a safety limit of the PDF reader (such as "
+                "a stream that expands to more than 75 MB)"
+            )
+            raise DocumentRejected(
+                "too_complex", f"The PDF is too complex to read: {what}"
+            ) from error
+        cause = cause.__cause__ or cause.__context__
+
+
 def _read_pages(reader: PdfReader, page_count: int, notes: list[str]) -> PdfContent:
     pages: list[Page] = []
     layouts: list[str] = []
@@ -129,20 +164,26 @@ def _read_pages(reader: PdfReader, page_count: int, notes: list[str]) -> PdfCont
 
 
 def _page_texts(reader: PdfReader, number: int) -> tuple[str | None, str | None]:
-    # Same reasoning as in _open: a bad content stream can raise anything.
+    # Same reasoning as in _open: a bad content stream can raise anything,
+    # and a page that is merely damaged costs only its own text. A page that
+    # is too much for the reader ends the document: a bomb is no accident.
     try:
         page = reader.pages[number - 1]
-    except Exception:
+    except Exception as exc:
+        _refuse_if_exhausted(exc)
         return None, None
-
-    try:
-        plain: str | None = page.extract_text().strip()
-    except Exception:
-        plain = None
-    try:
-        layout: str | None = page.extract_text(
+    plain = _text(lambda: page.extract_text().strip())
+    layout = _text(
+        lambda: page.extract_text(
             extraction_mode="layout", layout_mode_space_vertically=False
         )
-    except Exception:
-        layout = None
+    )
     return plain, layout
+
+
+def _text(read: Callable[[], str]) -> str | None:
+    try:
+        return read()
+    except Exception as exc:
+        _refuse_if_exhausted(exc)
+        return None

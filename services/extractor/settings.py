@@ -15,3 +15,12 @@ class ExtractorSettings(ServiceSettings, StorageSettings):
     max_text_chars: int = Field(1_000_000, gt=0)
     """Longer text is cut, so a result always fits the next hop's body limit."""
     max_table_rows: int = Field(10_000, gt=0)
+    extract_workers: int = Field(2, ge=1, le=64)
+    """Worker processes that parse documents, one document each at a time."""
+    extract_timeout_seconds: float = Field(20.0, gt=0)
+    """Longest one document may be parsed; then its worker is killed. Below
+    the orchestrator's HTTP timeout, so that the caller hears the reason."""
+    extract_queue_seconds: float = Field(10.0, ge=0)
+    """Longest a document waits for a free worker; then -32013, retry later."""
+    extract_memory_mib: int = Field(768, ge=64)
+    """Address space each worker may use; a document needing more is refused."""

@@ -394,6 +394,19 @@ def test_container_is_locked_down_and_logs_to_its_encrypted_group(
     assert log["Options"]["awslogs-group"] == ref(f"{service.capitalize()}LogGroup")
 
 
+def test_extractor_has_a_writable_tmp_for_its_worker_processes(
+    template: Template,
+) -> None:
+    # multiprocessing's forkserver listens on a Unix socket in /tmp, which
+    # the read-only root would refuse; the image declares /tmp a volume.
+    definition = template["Resources"][task_definition("extractor")]["Properties"]
+    mounts = container(template, task_definition("extractor"))["MountPoints"]
+
+    assert {"Name": "tmp"} in definition["Volumes"]
+    assert {"SourceVolume": "tmp", "ContainerPath": "/tmp"} in mounts  # noqa: S108 (inside the container)
+    assert 'VOLUME ["/run/mesh", "/tmp"]' in (ROOT / "Dockerfile").read_text()
+
+
 @pytest.mark.parametrize("service", [*MESH, "keycloak"])
 def test_no_environment_value_is_a_secret(template: Template, service: str) -> None:
     env = environment(container(template, task_definition(service)))

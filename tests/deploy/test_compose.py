@@ -340,6 +340,14 @@ def test_keycloak_and_its_database_speak_tls_with_verification() -> None:
     assert services()["keycloak"]["image"].startswith("quay.io/keycloak/keycloak:")
 
 
+def test_extractor_has_a_writable_tmp_for_its_worker_processes() -> None:
+    # multiprocessing's forkserver listens on a Unix socket in /tmp.
+    extractor = services()["extractor"]
+
+    assert extractor["read_only"] is True
+    assert "/tmp" in extractor["tmpfs"]  # noqa: S108 (inside the container)
+
+
 def test_the_image_runs_as_the_user_init_gives_the_files_to() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 

@@ -8,11 +8,13 @@ import random
 import time
 
 import pytest
-from pypdf import PdfWriter
+from pypdf import PageObject, PdfWriter
+from pypdf.errors import PdfReadError
 
 from services.extractor.extraction import extract
 from services.extractor.pdf import read_pdf
 from shared.errors import DocumentRejected
+from tests.helpers import hostile_pdfs
 
 _FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 
@@ -190,3 +192,87 @@ def test_corrupted_pdfs_are_read_or_rejected_never_crash() -> None:
             assert exc.reason in {"unreadable_pdf", "encrypted_pdf", "too_large"}
         else:
             assert extraction.format == "pdf"
+
+
+# --- hostile files: too much, not damaged --------------------------------
+
+
+def test_content_nested_too_deeply_is_too_complex() -> None:
+    with pytest.raises(DocumentRejected) as refused:
+        extract(hostile_pdfs.deeply_nested(), s3_key="uploads/nested.pdf")
+
+    assert refused.value.reason == "too_complex"
+    assert refused.value.message == (
+        "The PDF is too complex to read: its objects are nested too deeply"
+    )
+
+
+def test_nesting_pypdf_wraps_in_its_own_error_is_too_complex() -> None:
+    # Nested in the page's dictionary, pypdf reports a PdfReadError whose
+    # context is the RecursionError.
+    nested = b"[" * 50_000 + b"]" * 50_000
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /X %s >>" % nested
+    pages = b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>"
+    data = _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", pages, page])
+
+    assert _rejection(data) == "too_complex"
+
+
+def test_decompression_bomb_is_too_complex_not_a_blank_page() -> None:
+    with pytest.raises(DocumentRejected) as refused:
+        extract(hostile_pdfs.inflating(), s3_key="uploads/bomb.pdf")
+
+    assert refused.value.reason == "too_complex"
+    assert "safety limit of the PDF reader" in refused.value.message
+
+
+def test_memory_error_while_opening_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("services.extractor.pdf.PdfReader", exhausted)
+
+    with pytest.raises(MemoryError):
+        extract(_one_page(b"Hello"), s3_key="x.pdf")
+
+
+def test_memory_error_pypdf_wraps_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def wrapped(*args: object, **kwargs: object) -> None:
+        try:
+            raise MemoryError
+        except MemoryError as exc:
+            raise PdfReadError("Error reading PDF file.") from exc
+
+    monkeypatch.setattr("services.extractor.pdf.PdfReader", wrapped)
+
+    with pytest.raises(MemoryError):
+        extract(_one_page(b"Hello"), s3_key="x.pdf")
+
+
+def test_memory_error_on_a_page_is_not_taken_for_damage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> str:
+        raise MemoryError
+
+    monkeypatch.setattr(PageObject, "extract_text", exhausted)
+
+    with pytest.raises(MemoryError):
+        extract(_one_page(b"Hello"), s3_key="x.pdf")
+
+
+def test_damaged_page_still_costs_only_its_own_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def damaged(*args: object, **kwargs: object) -> str:
+        raise KeyError("/Font")
+
+    monkeypatch.setattr(PageObject, "extract_text", damaged)
+
+    extraction = extract(_one_page(b"Hello"), s3_key="x.pdf")
+
+    assert "page 1 could not be read" in extraction.warnings

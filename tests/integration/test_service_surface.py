@@ -19,7 +19,11 @@ from tests.helpers.mesh import client_token
 pytestmark = pytest.mark.integration
 
 # The checks each service's /ready runs, beyond the three every service has.
-OWN_CHECKS = {"orchestrator": {"s3"}, "extractor": {"s3"}, "validator": set()}
+OWN_CHECKS = {
+    "orchestrator": {"s3"},
+    "extractor": {"s3", "workers"},
+    "validator": set(),
+}
 COMMON_CHECKS = {"identity-provider", "database", "revocations"}
 # SYSTEM.md's orchestrator methods, and the archive look-ups it passes on.
 ORCHESTRATOR_METHODS = (
