@@ -134,8 +134,10 @@ class Orchestrator:
             return await self._earlier(
                 s3_key, submitted_by, idempotency_key, fingerprint, object_version
             )
-        if leased:
-            self._runner.start(Claimed(task_id, s3_key, 1, cid))
+        if leased and not self._runner.start(Claimed(task_id, s3_key, 1, cid)):
+            # A stop began while the task was being recorded: hand it back
+            # now rather than let another replica wait out the lease.
+            await self._tasks.release([task_id])
         log_event(logger, "task.accepted", task_id=str(task_id), s3_key=s3_key)
         return {"task_id": str(task_id), "s3_key": s3_key, "status": "pending"}
 

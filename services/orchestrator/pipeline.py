@@ -247,11 +247,12 @@ def _failure(agent: str, error: MeshError) -> StageFailed:
         )
     if error.remote_code == DependencyUnavailable.code:
         dependency = data.get("dependency", "a dependency")
-        return StageFailed(
-            "dependency_unavailable",
-            f"The {agent} could not reach {dependency}",
-            retry=True,
+        reason = (
+            f"The {agent} was busy: {error.message}"
+            if dependency == agent
+            else f"The {agent} could not reach {dependency}"
         )
+        return StageFailed("dependency_unavailable", reason, retry=True)
     if error.remote_code == RateLimited.code:
         return StageFailed(
             "dependency_unavailable", f"The {agent} asked to slow down", retry=True

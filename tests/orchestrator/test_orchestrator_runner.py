@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from services.orchestrator.methods import Orchestrator
 from services.orchestrator.pipeline import Agents, Pipeline, TaskRetry
 from services.orchestrator.runner import TaskRunner
 from services.orchestrator.tasks import Claimed, TaskRepository
@@ -238,3 +239,22 @@ async def test_stop_lets_pipelines_finish_for_the_grace_then_hands_back_the_rest
     assert (await row(database_a, elsewhere))["lease_owner"] == "replica-a"
     claimed = await others.claim(10)
     assert [(c.task_id, c.attempts) for c in claimed] == [(stuck, 1)]
+
+
+async def test_a_task_accepted_as_the_replica_stops_is_handed_back_at_once(
+    database_a: Database,
+) -> None:
+    tasks = TaskRepository(database_a, owner="stopping-replica")
+    async with running(tasks, agents()) as runner:
+        orchestrator = Orchestrator(tasks, runner, storage=None, agents=None, http=None)  # type: ignore[arg-type]
+        # The room was there when the task was recorded; the stop came after.
+        runner.has_room = lambda: True  # type: ignore[method-assign]
+        runner.stop_claiming()
+        accepted = await orchestrator.submit(unique_key("late"), "a-client")
+
+    task = await row(database_a, uuid.UUID(accepted["task_id"]))
+    assert (task["status"], task["lease_owner"], task["attempts"]) == (
+        "pending",
+        None,
+        0,
+    )
