@@ -153,20 +153,11 @@ class AgentClient:
             if response.status_code in RETRYABLE_STATUS:
                 raise _Retryable(f"HTTP {response.status_code}")
             reply = response.json()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:
             if is_connection_error(exc):
                 raise _Retryable(type(exc).__name__) from exc
+            # Too slow, or an answer that is not JSON: the service is unwell.
             self.breaker.failed()
-            log_event(
-                logger,
-                "call.failed",
-                level=logging.WARNING,
-                target=self.name,
-                method=method,
-                error=type(exc).__name__,
-            )
-            raise DependencyUnavailable(self.name) from exc
-        except ValueError as exc:
             log_event(
                 logger,
                 "call.failed",

@@ -1,16 +1,17 @@
 """An HTTPS proxy in front of the local S3 endpoint that fails some reads, for
 fault tests: ``python -m tests.helpers.flaky_s3 UPSTREAM PORT CERT KEY CA``.
 
-Reads of objects fail in bursts (every read in the first ``--bad`` seconds of
-each ``--period``), answered 503 as S3 does when it is overloaded: long
-enough to outlast boto3's own retries, so the mesh's handling is what keeps
-the documents. Everything else passes through. ``GET /_faults`` counts them.
+Reads of objects fail in bursts (``--burst`` reads fail, the next ``--burst``
+pass, and so on, failing first), answered 503 as S3 does when it is
+overloaded: long enough to outlast boto3's own retries, so the mesh's
+handling is what keeps the documents. Counted in reads, not seconds, so that
+the faults happen however fast the mesh reads. Everything else passes
+through. ``GET /_faults`` counts them.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,17 +33,18 @@ _UNAVAILABLE = (
 _DROPPED = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
-def create_app(upstream: str, ca_file: str, *, period: float, bad: float) -> Starlette:
+def create_app(upstream: str, ca_file: str, *, burst: int) -> Starlette:
     client = httpx.AsyncClient(
         base_url=upstream, verify=client_context(Path(ca_file)), timeout=30.0
     )
     counts: Counter[str] = Counter()
-    started = time.monotonic()
 
     def failing(request: Request) -> bool:
         # An object read: GET /bucket/key (not a bucket listing or head).
-        is_read = request.method == "GET" and request.url.path.count("/") >= 2
-        return is_read and (time.monotonic() - started) % period < bad
+        if request.method != "GET" or request.url.path.count("/") < 2:
+            return False
+        counts["reads"] += 1
+        return (counts["reads"] - 1) // burst % 2 == 0
 
     async def faults(request: Request) -> Response:
         return JSONResponse(dict(counts))
@@ -86,10 +88,9 @@ def main() -> None:
     parser.add_argument("certfile")
     parser.add_argument("keyfile")
     parser.add_argument("ca_file")
-    parser.add_argument("--period", type=float, default=3.0)
-    parser.add_argument("--bad", type=float, default=1.5)
+    parser.add_argument("--burst", type=int, default=20)
     args = parser.parse_args()
-    app = create_app(args.upstream, args.ca_file, period=args.period, bad=args.bad)
+    app = create_app(args.upstream, args.ca_file, burst=args.burst)
     uvicorn.run(
         app,
         host="127.0.0.1",

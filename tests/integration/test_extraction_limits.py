@@ -71,9 +71,17 @@ async def processed(caller: MeshCaller, path: Path) -> dict[str, Any]:
 
 
 async def readiness(url: str, mesh: LocalMesh) -> httpx.Response:
+    """The service's /ready once it says ready, or its last answer after 10 s:
+    a check unrelated to extraction (the revocation listener reconnecting
+    after an earlier test's database outage) may need a moment."""
     async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         assert (await http.get(f"{url}/health")).status_code == 200
-        return await http.get(f"{url}/ready")
+        for _ in range(50):
+            ready = await http.get(f"{url}/ready")
+            if ready.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        return ready
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -171,7 +179,10 @@ async def test_extractor_stopped_mid_document_kills_the_worker_quietly(
 ) -> None:
     key = f"uploads/tests/{uuid.uuid4()}-slow.pdf"
     mesh.aws.client("s3").put_object(
-        Bucket=BUCKET, Key=key, Body=hostile_pdfs.slow_to_parse()
+        Bucket=BUCKET,
+        Key=key,
+        Body=hostile_pdfs.slow_to_parse(),
+        ServerSideEncryption="AES256",  # as the bucket requires of every object
     )
     up = lambda: _healthy(own_extractor, mesh)  # noqa: E731
     assert await asyncio.to_thread(eventually_sync, up, 30)
