@@ -25,7 +25,7 @@ def aws_process(
     port: int, cert: CertPair, *, env: Mapping[str, str], log_dir: Path
 ) -> ManagedProcess:
     argv = python_module(
-        "moto.server",
+        "services.launcher.s3_server",
         "-H",
         "127.0.0.1",
         "-p",

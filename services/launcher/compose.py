@@ -234,7 +234,7 @@ def local_aws(
     argv = [
         sys.executable,
         "-m",
-        "moto.server",
+        "services.launcher.s3_server",
         "-H",
         host,
         "-p",
