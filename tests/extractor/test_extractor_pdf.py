@@ -19,22 +19,6 @@ from tests.helpers import hostile_pdfs
 _FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 
 
-def _pdf(objects: list[bytes], *, trailer: bool = True) -> bytes:
-    """A PDF whose objects are numbered from 1, with a correct xref table."""
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    if trailer:
-        out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
-        out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return out
-
-
 def _page_objects(text: bytes, pages_dict: bytes) -> list[bytes]:
     stream = b"BT /F1 12 Tf 50 700 Td (" + text + b") Tj ET"
     return [
@@ -48,7 +32,9 @@ def _page_objects(text: bytes, pages_dict: bytes) -> list[bytes]:
 
 
 def _one_page(text: bytes) -> bytes:
-    return _pdf(_page_objects(text, b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>"))
+    return hostile_pdfs.pdf(
+        _page_objects(text, b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>")
+    )
 
 
 def _blank_pages(count: int, *, owner_password: str | None = None) -> bytes:
@@ -97,7 +83,7 @@ def test_pdf_header_followed_by_noise_is_unreadable() -> None:
 
 
 def test_missing_startxref_offset_is_repaired_with_a_warning() -> None:
-    damaged = _pdf(
+    damaged = hostile_pdfs.pdf(
         _page_objects(
             b"Total: 12.00 EUR", b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>"
         ),
@@ -115,7 +101,9 @@ def test_missing_startxref_offset_is_repaired_with_a_warning() -> None:
 
 def test_huge_claimed_page_count_is_not_believed() -> None:
     claimed = b"<< /Type /Pages /Count 100000000 /Kids [3 0 R] >>"
-    extraction = extract(_pdf(_page_objects(b"Hello", claimed)), s3_key="x.pdf")
+    extraction = extract(
+        hostile_pdfs.pdf(_page_objects(b"Hello", claimed)), s3_key="x.pdf"
+    )
 
     assert extraction.page_count == 1
 
@@ -124,7 +112,10 @@ def test_page_tree_loop_is_unreadable_not_a_hang() -> None:
     looped = b"<< /Type /Pages /Count 1 /Kids [2 0 R] >>"
     started = time.monotonic()
 
-    assert _rejection(_pdf(_page_objects(b"Hello", looped))) == "unreadable_pdf"
+    assert (
+        _rejection(hostile_pdfs.pdf(_page_objects(b"Hello", looped)))
+        == "unreadable_pdf"
+    )
     assert time.monotonic() - started < 5
 
 
@@ -213,7 +204,7 @@ def test_nesting_pypdf_wraps_in_its_own_error_is_too_complex() -> None:
     nested = b"[" * 50_000 + b"]" * 50_000
     page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /X %s >>" % nested
     pages = b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>"
-    data = _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", pages, page])
+    data = hostile_pdfs.pdf([b"<< /Type /Catalog /Pages 2 0 R >>", pages, page])
 
     assert _rejection(data) == "too_complex"
 

@@ -8,9 +8,9 @@ _FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 _MIB = 1024 * 1024
 
 
-def pdf(objects: list[bytes]) -> bytes:
+def pdf(objects: list[bytes], *, trailer: bool = True) -> bytes:
     """A PDF of ``objects`` numbered from 1 (1 the catalog), with a correct
-    cross-reference table."""
+    cross-reference table; without a trailer if asked (a damaged file)."""
     out = b"%PDF-1.4\n"
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -19,7 +19,8 @@ def pdf(objects: list[bytes]) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
+    if trailer:
+        out += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
     out += b"startxref\n%d\n%%%%EOF\n" % xref
     return out
 
