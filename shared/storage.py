@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,8 +47,9 @@ class DocumentStorage:
         if settings.s3_kms_key_id:
             self._encryption["SSEKMSKeyId"] = settings.s3_kms_key_id
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await self._run(
+    async def put(self, key: str, data: bytes, content_type: str) -> str | None:
+        """Store ``data`` at ``key``; the version S3 gave it (see ``version``)."""
+        response = await self._run(
             "put",
             key,
             lambda: self._s3.put_object(
@@ -60,6 +61,7 @@ class DocumentStorage:
             ),
         )
         log_event(logger, "s3.put", key=key, size=len(data))
+        return _version_of(response)
 
     async def discard(self, key: str) -> None:
         """Delete ``key`` if possible; a failure is logged, not raised."""
@@ -94,12 +96,7 @@ class DocumentStorage:
         Two submissions of one version are one document."""
 
         def head() -> str | None:
-            response = self._s3.head_object(Bucket=self._bucket, Key=key)
-            version = response.get("VersionId")
-            if version in (None, "", "null"):
-                # An unversioned bucket: the ETag changes with the content.
-                version = response.get("ETag")
-            return str(version) if version else None
+            return _version_of(self._s3.head_object(Bucket=self._bucket, Key=key))
 
         try:
             return await self._run("head", key, head)
@@ -138,3 +135,12 @@ class DocumentStorage:
                 error=type(exc).__name__,
             )
             raise DependencyUnavailable("s3") from exc
+
+
+def _version_of(response: Mapping[str, Any]) -> str | None:
+    """The object's version id, or in an unversioned bucket its ETag (which
+    changes with the content)."""
+    version = response.get("VersionId")
+    if version in (None, "", "null"):
+        version = response.get("ETag")
+    return str(version) if version else None

@@ -182,13 +182,16 @@ class Orchestrator:
         is removed again when no task will read it: the task could not be
         recorded, or an earlier request with the same key made one."""
         key = object_key(prefix, file_name)
-        await self._storage.put(key, data, content_type)
+        # Its version, so that a process_document of the same object later
+        # finds this task as it would any other.
+        version = await self._storage.put(key, data, content_type)
         try:
             task = await self.submit(
                 key,
                 submitted_by,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
+                object_version=version,
             )
         except BaseException:
             await self._storage.discard(key)

@@ -44,9 +44,13 @@ async def test_processing_the_same_object_twice_leaves_one_document(
     uploaded = (await processor.upload(corpus_file("txt/report-01.txt"))).json()
     first = await processor.wait(uploaded["task_id"])
 
-    again = await processor.result("process_document", {"s3_key": uploaded["s3_key"]})
+    # Asked to run again: without reprocess the same object finds its task.
+    again = await processor.result(
+        "process_document", {"s3_key": uploaded["s3_key"], "reprocess": True}
+    )
     second = await processor.wait(again["task_id"])
 
+    assert again["task_id"] != uploaded["task_id"]
     assert (first["status"], second["status"]) == ("completed", "completed")
     assert first["document_id"] == second["document_id"]
     rows = await database.fetchval(

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from services.launcher.caller import MeshCaller
-from services.launcher.mesh import LocalMesh
+from services.launcher.mesh import BUCKET, LocalMesh
 from tests.helpers.corpus import corpus_file
 
 pytestmark = pytest.mark.integration
@@ -25,10 +25,18 @@ async def admin(mesh: LocalMesh) -> AsyncIterator[MeshCaller]:
         yield caller
 
 
-async def uploaded_key(caller: MeshCaller, name: str) -> str:
-    response = await caller.upload(corpus_file(name))
-    assert response.status_code == 202, response.text
-    return str(response.json()["s3_key"])
+def stored_key(mesh: LocalMesh, name: str) -> str:
+    """A corpus file put in the bucket by someone else than the mesh (as a
+    client whose upload triggers an S3 event), encrypted as the bucket
+    requires."""
+    key = f"incoming/{uuid.uuid4().hex}-{corpus_file(name).name}"
+    mesh.aws.client("s3").put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=corpus_file(name).read_bytes(),
+        ServerSideEncryption="AES256",
+    )
+    return key
 
 
 async def current_tasks(database: asyncpg.Connection, key: str) -> list[uuid.UUID]:
@@ -41,9 +49,9 @@ async def current_tasks(database: asyncpg.Connection, key: str) -> list[uuid.UUI
 
 
 async def test_same_object_is_one_task_until_a_reprocess_replaces_it(
-    admin: MeshCaller, database: asyncpg.Connection
+    mesh: LocalMesh, admin: MeshCaller, database: asyncpg.Connection
 ) -> None:
-    key = await uploaded_key(admin, "txt/report-01.txt")
+    key = stored_key(mesh, "txt/report-01.txt")
 
     first = await admin.result("process_document", {"s3_key": key})
     again = await admin.result("process_document", {"s3_key": key})
@@ -74,9 +82,9 @@ async def test_same_object_is_one_task_until_a_reprocess_replaces_it(
 
 
 async def test_key_repeated_in_a_batch_is_one_task_for_every_position(
-    admin: MeshCaller, database: asyncpg.Connection
+    mesh: LocalMesh, admin: MeshCaller, database: asyncpg.Connection
 ) -> None:
-    key = await uploaded_key(admin, "txt/report-02.txt")
+    key = stored_key(mesh, "txt/report-02.txt")
     missing = f"uploads/missing/{uuid.uuid4().hex}.txt"
 
     batch = await admin.result("process_batch", {"s3_keys": [key, missing, key]})
@@ -96,4 +104,20 @@ async def test_key_repeated_in_a_batch_is_one_task_for_every_position(
     assert redo["tasks"][0]["task_id"] != first["task_id"]
     assert await current_tasks(database, key) == [
         uuid.UUID(redo["tasks"][0]["task_id"])
+    ]
+
+
+async def test_an_uploaded_object_submitted_again_finds_its_upload_task(
+    admin: MeshCaller, database: asyncpg.Connection
+) -> None:
+    response = await admin.upload(corpus_file("txt/report-03.txt"))
+    assert response.status_code == 202, response.text
+    uploaded = response.json()
+    await admin.wait(uploaded["task_id"])
+
+    again = await admin.result("process_document", {"s3_key": uploaded["s3_key"]})
+
+    assert (again["task_id"], again["replayed"]) == (uploaded["task_id"], True)
+    assert await current_tasks(database, uploaded["s3_key"]) == [
+        uuid.UUID(uploaded["task_id"])
     ]
