@@ -525,12 +525,10 @@ async def wait_for_ends(watch: TaskWatch, deadline: float) -> None:
 class Measured:
     """What one run observed, before it is summed up."""
 
-    run: str
     submissions: list[Submission]
     ended: dict[uuid.UUID, TaskEnd]
     duplicates: dict[str, set[str]]
     client_cpu_seconds: float
-    offered_until: float = 0.0
 
 
 async def measure(
@@ -560,9 +558,8 @@ async def measure(
         try:
             watch = TaskWatch(connection)
             measured = await _drive(submitter, watch, warmup, offered, args, sampler)
-            accepted = [s.task_id for s in warmup + offered if s.task_id is not None]
             measured.duplicates = await duplicate_checks(
-                connection, run, _accepted(offered), accepted
+                connection, run, _accepted(offered), _accepted(warmup + offered)
             )
         finally:
             await connection.close()
@@ -596,7 +593,6 @@ async def _drive(
         else:
             say(f"offering {len(offered)} documents at {args.rate:g} a second")
             await offer_at_rate(submitter, watch, offered, args.rate, limit)
-        offered_until = time.time()
         say(f"waiting up to {args.drain:g} s for {watch.pending()} tasks to end")
         await wait_for_ends(watch, min(limit, time.monotonic() + args.drain))
         await asyncio.to_thread(sampler.mark_end)
@@ -604,7 +600,7 @@ async def _drive(
     finally:
         stop.set()
         await watcher
-    return Measured(submitter.run, offered, dict(watch.ended), {}, cpu, offered_until)
+    return Measured(offered, dict(watch.ended), {}, cpu)
 
 
 def _accepted(submissions: Iterable[Submission]) -> list[uuid.UUID]:
