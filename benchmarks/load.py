@@ -462,7 +462,11 @@ async def offer_at_rate(
     jobs = []
     for position, submission in enumerate(submissions):
         submission.scheduled = start + position / rate
-        await asyncio.sleep(max(0.0, submission.scheduled - time.time()))
+        delay = submission.scheduled - time.time()
+        # Behind schedule, the overdue ones all leave now: yielding to the
+        # loop for each would cap the rate at one per busy loop turn.
+        if delay > 0:
+            await asyncio.sleep(delay)
         if time.monotonic() > limit:
             submission.refusal = NOT_OFFERED
             continue
@@ -521,12 +525,10 @@ async def wait_for_ends(watch: TaskWatch, deadline: float) -> None:
 class Measured:
     """What one run observed, before it is summed up."""
 
-    run: str
     submissions: list[Submission]
     ended: dict[uuid.UUID, TaskEnd]
     duplicates: dict[str, set[str]]
     client_cpu_seconds: float
-    offered_until: float = 0.0
 
 
 async def measure(
@@ -556,9 +558,8 @@ async def measure(
         try:
             watch = TaskWatch(connection)
             measured = await _drive(submitter, watch, warmup, offered, args, sampler)
-            accepted = [s.task_id for s in warmup + offered if s.task_id is not None]
             measured.duplicates = await duplicate_checks(
-                connection, run, _accepted(offered), accepted
+                connection, run, _accepted(offered), _accepted(warmup + offered)
             )
         finally:
             await connection.close()
@@ -592,7 +593,6 @@ async def _drive(
         else:
             say(f"offering {len(offered)} documents at {args.rate:g} a second")
             await offer_at_rate(submitter, watch, offered, args.rate, limit)
-        offered_until = time.time()
         say(f"waiting up to {args.drain:g} s for {watch.pending()} tasks to end")
         await wait_for_ends(watch, min(limit, time.monotonic() + args.drain))
         await asyncio.to_thread(sampler.mark_end)
@@ -600,7 +600,7 @@ async def _drive(
     finally:
         stop.set()
         await watcher
-    return Measured(submitter.run, offered, dict(watch.ended), {}, cpu, offered_until)
+    return Measured(offered, dict(watch.ended), {}, cpu)
 
 
 def _accepted(submissions: Iterable[Submission]) -> list[uuid.UUID]:
@@ -712,7 +712,10 @@ def summarize(
         "throughput": _throughput(measured, pairs),
         "latency_ms": _latencies(measured, pairs),
         "services": _services(usage, len(pairs)),
-        "client_cpu_seconds": round(measured.client_cpu_seconds, 1),
+        "client": {
+            "pid": os.getpid(),
+            "cpu_seconds": round(measured.client_cpu_seconds, 1),
+        },
         "counts": _counts(measured, pairs),
         "ended_per_5s": _timeline(measured, pairs),
     }
@@ -882,7 +885,7 @@ def print_report(summary: dict[str, Any]) -> None:
     print()
     _print_latencies(summary["latency_ms"])
     print()
-    _print_services(summary["services"], summary["client_cpu_seconds"])
+    _print_services(summary["services"], summary["client"])
     print()
     _print_counts(summary["counts"])
     print(f"ended per 5 s: {' '.join(map(str, summary['ended_per_5s']))}")
@@ -924,7 +927,7 @@ def _print_latencies(latencies: dict[str, Any]) -> None:
         print(f"{label:38}{cells}{spread['count']:>7}")
 
 
-def _print_services(services: dict[str, Any], client_cpu: float) -> None:
+def _print_services(services: dict[str, Any], client: dict[str, Any]) -> None:
     print(f"{'process':16}{'pid':>8}{'peak RSS MiB':>14}{'CPU s':>8}{'CPU ms/doc':>12}")
     for name, figures in services.items():
         per_doc = figures["cpu_ms_per_document"]
@@ -938,7 +941,7 @@ def _print_services(services: dict[str, Any], client_cpu: float) -> None:
                 f" {figures['largest_child_peak_rss_mib']} MiB"
             )
         print(line)
-    print(f"{'load client':16}{os.getpid():>8}{'':>14}{client_cpu:>8,.1f}")
+    print(f"{'load client':16}{client['pid']:>8}{'':>14}{client['cpu_seconds']:>8,.1f}")
 
 
 def _print_counts(counts: dict[str, Any]) -> None:
