@@ -62,8 +62,9 @@ async def measure_latency(
     name: str, data: bytes, calls: int, replacements: int
 ) -> None:
     starts = _StartTimes()
-    logging.getLogger("services.extractor.pool").addHandler(starts)
-    logging.getLogger("services.extractor.pool").setLevel(logging.INFO)
+    # The pool's handle on each worker logs its start.
+    logging.getLogger("services.extractor.handle").addHandler(starts)
+    logging.getLogger("services.extractor.handle").setLevel(logging.INFO)
 
     async def in_thread() -> object:
         extraction = await asyncio.to_thread(extract, data, s3_key=name)

@@ -16,6 +16,9 @@ Workers come from multiprocessing's forkserver, which is safe to use from a
 process with threads (unlike fork) and forks each worker from a process that
 has the extraction modules imported already, so a replacement costs a few
 milliseconds (spawn would pay the imports every time).
+
+The pool's side of one worker is :mod:`handle`, the worker's own loop
+:mod:`worker`, the messages between them :mod:`frames`.
 """
 
 from __future__ import annotations
@@ -23,19 +26,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import select
 import signal
-import socket
-import sys
-import time
-import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
-from multiprocessing.process import BaseProcess
 from typing import Any, Final
 
-from services.extractor import frames, worker
+from services.extractor import worker
+from services.extractor.handle import (
+    WorkerGone,
+    WorkerHandle,
+    WorkerStartFailed,
+    describe_exit,
+    join_or_kill,
+    main_script_imports,
+    signal_name,
+    start_worker,
+)
 from services.extractor.settings import ExtractorSettings
 from services.extractor.worker import ExtractionRequest, Job, WorkerConfig
 from shared.errors import DependencyUnavailable, DocumentRejected, InternalError
@@ -43,87 +49,11 @@ from shared.logging import log_event
 
 logger = logging.getLogger(__name__)
 
-_START_TIMEOUT_SECONDS: Final = 15.0
-_STOP_GRACE_SECONDS: Final = 2.0
-# A result is bounded by the text and row limits; anything near this is not
-# a result but a worker gone wrong.
-_MAX_REPLY_BYTES: Final = 256 * 1024 * 1024
 _MIB: Final = 1024 * 1024
-
-
-class WorkerStartFailed(RuntimeError):
-    """A worker process did not come up (the extractor cannot serve)."""
 
 
 class NoLiveWorker(RuntimeError):
     """Readiness: not one worker process is alive."""
-
-
-class _WorkerGone(Exception):
-    """The worker's channel ended or carried garbage in the middle of a job."""
-
-
-class _Worker:
-    """One worker process and the pool's end of its channel."""
-
-    def __init__(
-        self,
-        process: BaseProcess,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        self.process = process
-        self.pid = process.pid
-        self.busy = False
-        self._reader = reader
-        self._writer = writer
-
-    def alive(self) -> bool:
-        """Whether the process runs (an idle one: as the kernel sees it)."""
-        if self.busy:
-            return self.process.is_alive() and not self._reader.at_eof()
-        return self.ready()
-
-    def ready(self) -> bool:
-        """For an idle worker: alive, with nothing waiting on its channel.
-
-        An idle worker sends nothing, so anything there is its end closing:
-        the kernel knows at once that a killed worker is gone, before the
-        event loop or the forkserver have noticed.
-        """
-        if self._writer.is_closing() or self._reader.at_eof():
-            return False
-        if not self.process.is_alive():
-            return False
-        waiting, _, _ = select.select(
-            [self._writer.get_extra_info("socket")], [], [], 0
-        )
-        return not waiting
-
-    async def hello(self) -> None:
-        greeting = await frames.read(self._reader, max_bytes=1024)
-        if greeting.get("ready") != self.pid:
-            raise frames.FrameError(f"unexpected greeting {greeting!r}")
-
-    async def run(self, request: ExtractionRequest, data: bytes) -> dict[str, Any]:
-        try:
-            self._writer.writelines(frames.pack(asdict(request), data))
-            await self._writer.drain()
-            return await frames.read(self._reader, max_bytes=_MAX_REPLY_BYTES)
-        except (asyncio.IncompleteReadError, ConnectionError, frames.FrameError) as exc:
-            raise _WorkerGone() from exc
-
-    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        self._writer.close()
-        if sig == signal.SIGKILL:
-            self.process.kill()
-        else:
-            self.process.terminate()
-
-    async def exit_code(self) -> int | None:
-        """The exit code once the process has ended (negative: the signal)."""
-        await asyncio.to_thread(self.process.join, _STOP_GRACE_SECONDS)
-        return self.process.exitcode
 
 
 class ExtractionPool:
@@ -141,10 +71,10 @@ class ExtractionPool:
         )
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(
-            [worker.__name__, job.__module__, *_main_script_imports()]
+            [worker.__name__, job.__module__, *main_script_imports()]
         )
-        self._workers: set[_Worker] = set()
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._workers: set[WorkerHandle] = set()
+        self._idle: asyncio.Queue[WorkerHandle] = asyncio.Queue()
         self._starting: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -161,7 +91,7 @@ class ExtractionPool:
     async def open(self) -> None:
         """Start every worker; raises ``WorkerStartFailed`` if one cannot."""
         for _ in range(self._settings.extract_workers):
-            self._add(await self._start_worker())
+            self._add(await start_worker(self._context, self._config))
 
     async def close(self) -> None:
         """Stop every worker: SIGTERM, then SIGKILL after a short wait."""
@@ -171,7 +101,7 @@ class ExtractionPool:
         workers, self._workers = self._workers, set()
         for each in workers:
             each.stop(signal.SIGTERM)
-        await asyncio.to_thread(_join_or_kill, [each.process for each in workers])
+        await asyncio.to_thread(join_or_kill, [each.process for each in workers])
         log_event(logger, "extraction.pool_closed", workers=len(workers))
 
     async def extract(
@@ -205,7 +135,7 @@ class ExtractionPool:
                 limit_seconds=self._settings.extract_timeout_seconds,
             )
             raise self._timeout() from None
-        except _WorkerGone:
+        except WorkerGone:
             raise await self._crashed(chosen, s3_key) from None
         except asyncio.CancelledError:
             # The caller went away (a shutdown): the work is not wanted.
@@ -226,7 +156,7 @@ class ExtractionPool:
         if not self.alive:
             raise NoLiveWorker("no extraction worker is running")
 
-    async def _acquire(self) -> _Worker:
+    async def _acquire(self) -> WorkerHandle:
         if self._closing:
             raise _shutting_down()
         self._refill()
@@ -253,7 +183,7 @@ class ExtractionPool:
             ) from None
 
     def _outcome(
-        self, chosen: _Worker, reply: dict[str, Any], s3_key: str
+        self, chosen: WorkerHandle, reply: dict[str, Any], s3_key: str
     ) -> dict[str, Any]:
         outcome = reply.get("outcome")
         if outcome == "out_of_memory":
@@ -302,7 +232,7 @@ class ExtractionPool:
         )
 
     async def _crashed(
-        self, chosen: _Worker, s3_key: str
+        self, chosen: WorkerHandle, s3_key: str
     ) -> DocumentRejected | DependencyUnavailable:
         # The exit code first: a replacement's start polls the dead worker too.
         try:
@@ -318,20 +248,20 @@ class ExtractionPool:
             s3_key=s3_key,
             pid=chosen.pid,
             exit_code=code,
-            signal=_signal_name(code),
+            signal=signal_name(code),
         )
         return DocumentRejected(
             "extraction_crashed",
             "The process reading the document stopped abruptly "
-            f"({_describe_exit(code)}); the document may be malformed",
+            f"({describe_exit(code)}); the document may be malformed",
         )
 
-    def _release(self, chosen: _Worker) -> None:
+    def _release(self, chosen: WorkerHandle) -> None:
         chosen.busy = False
         if chosen in self._workers:
             self._idle.put_nowait(chosen)
 
-    def _discard(self, chosen: _Worker) -> None:
+    def _discard(self, chosen: WorkerHandle) -> None:
         """Kill a worker that may be busy or broken, and start another."""
         if chosen not in self._workers:
             return
@@ -351,7 +281,7 @@ class ExtractionPool:
 
     async def _replace(self) -> None:
         try:
-            started = await self._start_worker()
+            started = await start_worker(self._context, self._config)
         except WorkerStartFailed as exc:
             # The slot stays empty; the next document or readiness check
             # tries again.
@@ -368,53 +298,9 @@ class ExtractionPool:
             return
         self._add(started)
 
-    def _add(self, started: _Worker) -> None:
+    def _add(self, started: WorkerHandle) -> None:
         self._workers.add(started)
         self._idle.put_nowait(started)
-
-    async def _start_worker(self) -> _Worker:
-        began = time.perf_counter()
-        ours, theirs = socket.socketpair()
-        process = self._context.Process(
-            target=worker.serve,
-            args=(theirs, self._config),
-            name="extraction-worker",
-            daemon=True,
-        )
-        try:
-            await _launch(process)
-            reader, writer = await asyncio.open_unix_connection(sock=ours)
-        except BaseException as exc:
-            ours.close()
-            _kill_if_started(process)
-            if isinstance(exc, OSError):
-                raise WorkerStartFailed(f"could not start a worker: {exc}") from exc
-            raise
-        finally:
-            theirs.close()
-
-        started = _Worker(process, reader, writer)
-        try:
-            async with asyncio.timeout(_START_TIMEOUT_SECONDS):
-                await started.hello()
-        except (TimeoutError, asyncio.IncompleteReadError, frames.FrameError) as exc:
-            started.stop(signal.SIGKILL)
-            code = await started.exit_code()
-            raise WorkerStartFailed(
-                f"worker {started.pid} did not start ({_describe_exit(code)}); "
-                "is MESH_EXTRACT_MEMORY_MIB too small?"
-            ) from exc
-        except BaseException:
-            started.stop(signal.SIGKILL)
-            raise
-
-        log_event(
-            logger,
-            "extraction.worker_started",
-            pid=started.pid,
-            start_ms=round((time.perf_counter() - began) * 1000, 1),
-        )
-        return started
 
 
 @asynccontextmanager
@@ -430,74 +316,5 @@ async def open_pool(
         await pool.close()
 
 
-def _main_script_imports() -> list[str]:
-    """The modules the program's main script imported, when it is a script.
-
-    Each worker runs such a script again as ``__mp_main__`` (Python 3.11's
-    forkserver does not preload it, even when asked to). With what it
-    imports already in the forkserver, that is quick: for the ``a2a-mesh``
-    command, a worker then starts in about 10 ms instead of 200.
-    """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None:
-        return []  # run with -m: workers leave such a module alone
-    names: set[str] = set()
-    for value in vars(main).values():
-        if isinstance(value, types.ModuleType):
-            names.add(value.__name__)
-        elif isinstance(getattr(value, "__module__", None), str):
-            names.add(value.__module__)
-    return sorted(name for name in names if name in sys.modules and name != "__main__")
-
-
-async def _launch(process: BaseProcess) -> None:
-    """``process.start()`` off the event loop (the first one also starts the
-    forkserver, and waits for it to import the extraction modules)."""
-    launching = asyncio.ensure_future(asyncio.to_thread(process.start))
-    try:
-        await asyncio.shield(launching)
-    except asyncio.CancelledError:
-        # The thread carries on regardless, with the worker's end of the
-        # channel: let it finish before the caller closes that and kills
-        # what it started.
-        await asyncio.wait([launching])
-        if launching.exception() is None:
-            _kill_if_started(process)
-        raise
-
-
-def _kill_if_started(process: BaseProcess) -> None:
-    if process.pid is not None:
-        process.kill()
-
-
 def _shutting_down() -> DependencyUnavailable:
     return DependencyUnavailable("extractor", "the extractor is shutting down")
-
-
-def _join_or_kill(processes: list[BaseProcess]) -> None:
-    deadline = time.monotonic() + _STOP_GRACE_SECONDS
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.exitcode is None:
-            process.kill()
-            process.join(_STOP_GRACE_SECONDS)
-
-
-def _signal_name(code: int | None) -> str | None:
-    if code is None or code >= 0:
-        return None
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return None
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "it sent no usable reply"
-    name = _signal_name(code)
-    if name:
-        return f"killed by {name}"
-    return f"exit code {code}"

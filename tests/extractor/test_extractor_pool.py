@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.extractor.extraction import extract
 from services.extractor.pool import ExtractionPool, NoLiveWorker, open_pool
@@ -189,14 +190,14 @@ async def test_job_past_the_time_limit_kills_and_replaces_its_worker(
 async def test_job_over_the_memory_limit_is_too_complex_and_its_worker_replaced(
     pools: Pools,
 ) -> None:
-    async with pools(extract_workers=1, extract_memory_mib=128) as pool:
+    async with pools(extract_workers=1, extract_memory_mib=160) as pool:
         (before,) = pool.pids
         refused = await rejection(pool, "allocate 512")
         assert await eventually(lambda: gone(before))
         after = await run(pool, "echo")
 
     assert refused.reason == "too_complex"
-    assert "128 MiB" in refused.message
+    assert "160 MiB" in refused.message
     assert after["pid"] != before
 
 
@@ -422,6 +423,14 @@ def test_defaults_keep_a_document_within_the_orchestrators_timeout() -> None:
     assert defaults.extract_queue_seconds == 10
     assert defaults.extract_memory_mib == 768
     assert defaults.extract_timeout_seconds < orchestrator.default
+
+
+def test_memory_limit_must_leave_room_for_the_largest_document() -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings(extract_memory_mib=150, max_document_bytes=25 * 1024 * 1024)
+
+    assert "MESH_EXTRACT_MEMORY_MIB must be at least 153" in str(refused.value)
+    assert settings(extract_memory_mib=153).extract_memory_mib == 153
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

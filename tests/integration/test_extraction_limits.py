@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,15 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, str]] = {
 }
 
 
+@pytest.fixture
+async def admin(mesh: LocalMesh) -> AsyncIterator[MeshCaller]:
+    # An admin: each test here makes some twenty calls (uploads and polls),
+    # which would spend much of the document processor's budget of 300 a
+    # minute, shared with the corpus and restart tests around these.
+    async with mesh.caller("mesh-admin") as caller:
+        yield caller
+
+
 async def processed(caller: MeshCaller, path: Path) -> dict[str, Any]:
     response = await caller.upload(path)
     assert response.status_code == 202, response.text
@@ -71,31 +80,31 @@ async def processed(caller: MeshCaller, path: Path) -> dict[str, Any]:
 
 
 async def readiness(url: str, mesh: LocalMesh) -> httpx.Response:
-    """The service's /ready once it says ready, or its last answer after 10 s:
-    a check unrelated to extraction (the revocation listener reconnecting
-    after an earlier test's database outage) may need a moment."""
+    """``/ready`` once it answers 200, or its last answer after 10 s: other
+    tests cut the database, and the revocation listener takes a second or
+    two to reconnect."""
     async with httpx.AsyncClient(verify=mesh.tls_context()) as http:
         assert (await http.get(f"{url}/health")).status_code == 200
         for _ in range(50):
-            ready = await http.get(f"{url}/ready")
-            if ready.status_code == 200:
+            response = await http.get(f"{url}/ready")
+            if response.status_code == 200:
                 break
             await asyncio.sleep(0.2)
-        return ready
+    return response
 
 
 @pytest.mark.parametrize("name", HOSTILE)
 async def test_hostile_pdf_fails_its_task_and_the_extractor_serves_on(
-    mesh: LocalMesh, processor: MeshCaller, tmp_path: Path, name: str
+    mesh: LocalMesh, admin: MeshCaller, tmp_path: Path, name: str
 ) -> None:
     make, reason_code, reason = HOSTILE[name]
     timeout = mesh.service_environment("extractor", 0)["MESH_EXTRACT_TIMEOUT_SECONDS"]
     hostile = tmp_path / name
     hostile.write_bytes(make())
 
-    task = await processed(processor, hostile)
+    task = await processed(admin, hostile)
     ready = await readiness(mesh.url("extractor"), mesh)
-    after = await processed(processor, INVOICE)
+    after = await processed(admin, INVOICE)
 
     assert (task["status"], task["reason_code"]) == ("failed", reason_code)
     assert task["reason"] == reason.format(timeout=timeout)
@@ -123,9 +132,9 @@ def test_workers_exit_when_the_extractor_is_killed(mesh: LocalMesh) -> None:
 
 
 async def test_extractor_restarted_after_a_kill_serves_the_pipeline(
-    mesh: LocalMesh, processor: MeshCaller
+    admin: MeshCaller,
 ) -> None:
-    task = await processed(processor, INVOICE)
+    task = await processed(admin, INVOICE)
 
     assert task["status"] == "completed", task
 
@@ -178,11 +187,12 @@ async def test_extractor_stopped_mid_document_kills_the_worker_quietly(
     mesh: LocalMesh, forge: TokenForge, own_extractor: _Extractor
 ) -> None:
     key = f"uploads/tests/{uuid.uuid4()}-slow.pdf"
+    # Encrypted, as the bucket requires of every object.
     mesh.aws.client("s3").put_object(
         Bucket=BUCKET,
         Key=key,
         Body=hostile_pdfs.slow_to_parse(),
-        ServerSideEncryption="AES256",  # as the bucket requires of every object
+        ServerSideEncryption="AES256",
     )
     up = lambda: _healthy(own_extractor, mesh)  # noqa: E731
     assert await asyncio.to_thread(eventually_sync, up, 30)
