@@ -31,7 +31,13 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.logging import correlation_id, log_event
-from shared.retry import RETRYABLE_STATUS, Backoff, is_connection_error
+from shared.retry import (
+    RETRYABLE_STATUS,
+    Backoff,
+    Retryable,
+    is_connection_error,
+    retrying,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,28 +103,28 @@ class AgentClient:
             await asyncio.sleep(interval if ready else min(interval, 1.0))
 
     async def _call_retrying(self, method: str, params: dict[str, Any]) -> Any:
-        delays = self._backoff.delays()
-        while True:
-            try:
-                result = await self._call_once(method, params)
-            except _Retryable as failure:
-                delay = next(delays, None)
-                if delay is None:
-                    self.breaker.failed()
-                    raise DependencyUnavailable(self.name) from failure.__cause__
-                log_event(
-                    logger,
-                    "call.retrying",
-                    level=logging.WARNING,
-                    target=self.name,
-                    method=method,
-                    error=failure.error,
-                    delay_ms=round(delay * 1000),
-                )
-                await asyncio.sleep(delay)
-                continue
-            self.breaker.succeeded()
-            return result
+        def retrying_after(failure: Retryable, delay: float) -> None:
+            log_event(
+                logger,
+                "call.retrying",
+                level=logging.WARNING,
+                target=self.name,
+                method=method,
+                error=failure.error,
+                delay_ms=round(delay * 1000),
+            )
+
+        try:
+            result = await retrying(
+                self._backoff,
+                lambda: self._call_once(method, params),
+                retrying_after,
+            )
+        except Retryable as failure:
+            self.breaker.failed()
+            raise DependencyUnavailable(self.name) from failure.__cause__
+        self.breaker.succeeded()
+        return result
 
     async def _call_once(self, method: str, params: dict[str, Any]) -> Any:
         request_id = next(_ids)
@@ -151,11 +157,11 @@ class AgentClient:
                 extensions=self._tls_extensions,
             )
             if response.status_code in RETRYABLE_STATUS:
-                raise _Retryable(f"HTTP {response.status_code}")
+                raise Retryable(f"HTTP {response.status_code}")
             reply = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             if is_connection_error(exc):
-                raise _Retryable(type(exc).__name__) from exc
+                raise Retryable(type(exc).__name__) from exc
             # Too slow, or an answer that is not JSON: the service is unwell.
             self.breaker.failed()
             log_event(
@@ -177,14 +183,6 @@ class AgentClient:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return _result(self.name, reply)
-
-
-class _Retryable(Exception):
-    """A failure worth another try: nothing reached the method."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
 
 
 def pinned_server_name(name: str, base_url: str) -> dict[str, str]:

@@ -8,11 +8,15 @@ other side may still be working, and a second request would double its load.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 RETRYABLE_STATUS: frozenset[int] = frozenset({502, 503, 504})
 
@@ -53,3 +57,33 @@ class Backoff:
         """The waits between the tries, one fewer than ``attempts``."""
         for retry in range(self.attempts - 1):
             yield self.delay(retry)
+
+
+class Retryable(Exception):
+    """A failure worth another try (nothing reached the other side's logic);
+    ``error`` names it for the log. The transport error, if any, is its
+    cause."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def retrying(
+    backoff: Backoff,
+    attempt: Callable[[], Awaitable[T]],
+    on_retry: Callable[[Retryable, float], None],
+) -> T:
+    """``attempt()`` until it does not raise ``Retryable``, waiting
+    ``backoff`` between tries; ``on_retry`` hears of each wait before it
+    starts. The last try's ``Retryable`` is raised when the tries run out."""
+    delays = backoff.delays()
+    while True:
+        try:
+            return await attempt()
+        except Retryable as failure:
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            on_retry(failure, delay)
+            await asyncio.sleep(delay)

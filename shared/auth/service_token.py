@@ -23,7 +23,13 @@ import httpx
 from shared.auth.dpop import DpopKey
 from shared.errors import DependencyUnavailable
 from shared.logging import log_event
-from shared.retry import RETRYABLE_STATUS, Backoff, is_connection_error
+from shared.retry import (
+    RETRYABLE_STATUS,
+    Backoff,
+    Retryable,
+    is_connection_error,
+    retrying,
+)
 from shared.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
@@ -174,9 +180,8 @@ class ServiceTokenProvider:
         form = {"grant_type": "client_credentials"}
         if self._scope:
             form["scope"] = self._scope
-        delays = self._backoff.delays()
-        while True:
-            cause: httpx.HTTPError | None = None
+
+        async def attempt() -> httpx.Response:
             # A proof is good for one request: each try gets its own.
             headers = {}
             if self._dpop_key is not None:
@@ -190,27 +195,27 @@ class ServiceTokenProvider:
                     timeout=_REQUEST_TIMEOUT_SECONDS,
                 )
             except httpx.HTTPError as exc:
-                error = type(exc).__name__
-                if not is_connection_error(exc):
-                    raise self._unreachable(error) from exc
-                cause = exc
-            else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    return response
-                error = f"HTTP {response.status_code}"
+                if is_connection_error(exc):
+                    raise Retryable(type(exc).__name__) from exc
+                raise self._unreachable(type(exc).__name__) from exc
+            if response.status_code in RETRYABLE_STATUS:
+                raise Retryable(f"HTTP {response.status_code}")
+            return response
 
-            delay = next(delays, None)
-            if delay is None:
-                raise self._unreachable(error) from cause
+        def retrying_after(failure: Retryable, delay: float) -> None:
             log_event(
                 logger,
                 "service_token.retrying",
                 level=logging.WARNING,
                 client_id=self._client_id,
-                error=error,
+                error=failure.error,
                 delay_ms=round(delay * 1000),
             )
-            await asyncio.sleep(delay)
+
+        try:
+            return await retrying(self._backoff, attempt, retrying_after)
+        except Retryable as failure:
+            raise self._unreachable(failure.error) from failure.__cause__
 
     def _unreachable(self, error: str) -> DependencyUnavailable:
         log_event(
