@@ -77,7 +77,6 @@ def create_app(
             Pipeline(agents, tasks, retry),
             tasks,
             concurrency=settings.max_concurrent_tasks,
-            max_attempts=settings.task_max_attempts,
         )
         app.state.on_stopping = [runner.stop_claiming]
         # Stopped before the agents' watches and the database close (the

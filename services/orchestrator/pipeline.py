@@ -70,7 +70,7 @@ class Pipeline:
     ) -> None:
         self._agents = agents
         self._tasks = tasks
-        self._retry = retry or TaskRetry()
+        self.retry = retry or TaskRetry()
 
     async def run(self, task_id: uuid.UUID, s3_key: str, *, attempt: int = 1) -> None:
         """Process one task to its end, or to its next try; never raises for
@@ -84,7 +84,7 @@ class Pipeline:
             log_event(logger, "task.stopped", task_id=str(task_id), s3_key=s3_key)
             return
         except StageFailed as failure:
-            if failure.retry and attempt < self._retry.attempts:
+            if failure.retry and attempt < self.retry.attempts:
                 await self._defer(task_id, failure, attempt)
                 return
             if failure.retry:
@@ -131,7 +131,7 @@ class Pipeline:
     async def _defer(
         self, task_id: uuid.UUID, failure: StageFailed, attempt: int
     ) -> None:
-        delay = self._retry.backoff.delay(attempt - 1)
+        delay = self.retry.backoff.delay(attempt - 1)
         if not await self._tasks.defer(task_id, error=failure.reason, delay=delay):
             log_event(logger, "task.stopped", task_id=str(task_id))
             return

@@ -31,12 +31,10 @@ class TaskRunner:
         tasks: TaskRepository,
         *,
         concurrency: int,
-        max_attempts: int = 12,
     ) -> None:
         self._pipeline = pipeline
         self._tasks = tasks
         self._concurrency = concurrency
-        self._max_attempts = max_attempts
         self._slots = asyncio.Semaphore(concurrency)
         # The pipelines running here, by task.
         self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -65,10 +63,9 @@ class TaskRunner:
 
     async def claim(self) -> int:
         """Take as many free tasks as there are idle slots; how many."""
-        room = self._concurrency - len(self._jobs)
-        if room <= 0 or self._stopping:
+        if not self.has_room():
             return 0
-        claimed = await self._tasks.claim(room)
+        claimed = await self._tasks.claim(self._concurrency - len(self._jobs))
         started = sum(self.start(task) for task in claimed)
         if started:
             log_event(logger, "tasks.claimed", count=started)
@@ -111,7 +108,8 @@ class TaskRunner:
     async def _guarded(self, claimed: Claimed) -> None:
         task_id = claimed.task_id
         try:
-            if claimed.attempts > self._max_attempts:
+            # The same bound as the pipeline's tries after an outage.
+            if claimed.attempts > self._pipeline.retry.attempts:
                 await self._give_up(claimed)
                 return
             await self._pipeline.run(task_id, claimed.s3_key, attempt=claimed.attempts)

@@ -70,7 +70,6 @@ async def running(
         Pipeline(stand_ins, tasks, retry or TaskRetry(attempts=max_attempts)),
         tasks,
         concurrency=concurrency,
-        max_attempts=max_attempts,
     )
     try:
         yield runner
